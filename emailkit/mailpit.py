@@ -1,0 +1,413 @@
+"""The one Mailpit REST client, for a real Mailpit and the embedded sandbox alike.
+
+`Mailpit` (sync) and `AsyncMailpit` share one implementation: every operation is written
+once as a small generator that yields HTTP requests and parses the responses, and each
+class drives it with its own httpx client. Results are typed (`MessagesPage`,
+`MessageSummary`, `Message`) and keep the JSON they came from in `.raw`.
+
+    mp = Mailpit("http://127.0.0.1:8025")
+    mp.wait_for('subject:"Welcome"')[0].id
+    msg = mp.message("latest")          # marks it read, as Mailpit does
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import httpx
+
+from .errors import MailpitError, MailpitNotFound, MailpitTimeout, MailpitUnreachable
+
+__all__ = ["Address", "AsyncMailpit", "Mailpit", "Message", "MessageSummary", "MessagesPage"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Address:
+    name: str
+    address: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Address:
+        data = data or {}
+        return cls(data.get("Name", ""), data.get("Address", ""))
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.address}>" if self.name else self.address
+
+
+def _addresses(items: list[dict[str, Any]] | None) -> list[Address]:
+    return [Address.from_json(i) for i in items or []]  # Mailpit sends null or [] alike
+
+
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+@dataclass(frozen=True)
+class MessageSummary:
+    """One row of a list or search result."""
+
+    id: str
+    message_id: str
+    read: bool
+    sender: Address
+    to: list[Address]
+    cc: list[Address]
+    bcc: list[Address]
+    reply_to: list[Address]
+    subject: str
+    created: datetime | None
+    size: int
+    attachments: int
+    snippet: str
+    tags: list[str]
+    username: str
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> MessageSummary:
+        return cls(
+            id=d["ID"], message_id=d.get("MessageID", ""), read=bool(d.get("Read")),
+            sender=Address.from_json(d.get("From")), to=_addresses(d.get("To")), cc=_addresses(d.get("Cc")),
+            bcc=_addresses(d.get("Bcc")), reply_to=_addresses(d.get("ReplyTo")), subject=d.get("Subject", ""),
+            created=_when(d.get("Created")), size=int(d.get("Size", 0)), attachments=int(d.get("Attachments", 0)),
+            snippet=d.get("Snippet", ""), tags=list(d.get("Tags") or []), username=d.get("Username", ""), raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class MessagesPage:
+    """A page of messages: `messages_count` matches in all, `messages` on this page."""
+
+    total: int
+    unread: int
+    messages_count: int
+    start: int
+    tags: list[str]
+    messages: list[MessageSummary]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> MessagesPage:
+        return cls(
+            total=d.get("total", 0), unread=d.get("unread", 0), messages_count=d.get("messages_count", 0),
+            start=d.get("start", 0), tags=list(d.get("tags") or []),
+            messages=[MessageSummary.from_json(m) for m in d.get("messages") or []], raw=d,
+        )
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def to_dataframe(self) -> Any:
+        """The page as a pandas DataFrame, one row per message."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {"id": m.id, "created": m.created, "from": str(m.sender), "to": ", ".join(map(str, m.to)),
+                 "subject": m.subject, "read": m.read, "size": m.size, "message_id": m.message_id}
+                for m in self.messages
+            ],
+            columns=["id", "created", "from", "to", "subject", "read", "size", "message_id"],
+        )
+
+
+@dataclass(frozen=True)
+class Message:
+    """A full message as `GET /api/v1/message/{ID}` returns it."""
+
+    id: str
+    message_id: str
+    sender: Address
+    to: list[Address]
+    cc: list[Address]
+    bcc: list[Address]
+    reply_to: list[Address]
+    return_path: str
+    subject: str
+    date: datetime | None
+    tags: list[str]
+    username: str
+    text: str
+    html: str
+    size: int
+    attachments: list[dict[str, Any]]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Message:
+        return cls(
+            id=d["ID"], message_id=d.get("MessageID", ""), sender=Address.from_json(d.get("From")),
+            to=_addresses(d.get("To")), cc=_addresses(d.get("Cc")), bcc=_addresses(d.get("Bcc")),
+            reply_to=_addresses(d.get("ReplyTo")), return_path=d.get("ReturnPath", ""), subject=d.get("Subject", ""),
+            date=_when(d.get("Date")), tags=list(d.get("Tags") or []), username=d.get("Username", ""),
+            text=d.get("Text", ""), html=d.get("HTML", ""), size=int(d.get("Size", 0)),
+            attachments=list(d.get("Attachments") or []), raw=d,
+        )
+
+
+# -- the operations, written once ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+    json: Any = None
+
+
+@dataclass(frozen=True)
+class _Sleep:
+    seconds: float
+
+
+_Op = Generator["_Request | _Sleep", "httpx.Response | None", T]
+
+
+def _check(response: httpx.Response, what: str) -> httpx.Response:
+    if response.status_code == 404:
+        raise MailpitNotFound(
+            f"{what}: not found ({response.text.strip()})",
+            fix="list the mailbox with messages() or search() for a current ID; 'latest' means the newest",
+            status=404,
+        )
+    if response.status_code >= 400:
+        body = response.text.strip()
+        try:
+            body = response.json().get("Error", body)
+        except (ValueError, AttributeError):
+            pass
+        raise MailpitError(
+            f"{what}: HTTP {response.status_code}: {body}",
+            fix="correct the request as the message says (see Mailpit's API docs at /api/v1/)",
+            status=response.status_code,
+        )
+    return response
+
+
+def _page(start: int, limit: int) -> dict[str, int]:
+    if start < 0 or limit < 0:
+        raise ValueError("start and limit must be >= 0")
+    return {"start": start, "limit": limit}
+
+
+class _Operations:
+    """The API once; `_drive` (sync or async) turns each generator into a result."""
+
+    def _drive(self, op: _Op[T]) -> Any:  # pragma: no cover - replaced by subclasses
+        raise NotImplementedError
+
+    def messages(self, start: int = 0, limit: int = 50) -> Any:
+        """Newest first; `limit=0` returns every message."""
+
+        def op() -> _Op[MessagesPage]:
+            r = yield _Request("GET", "/api/v1/messages", _page(start, limit))
+            assert r is not None
+            return MessagesPage.from_json(_check(r, "list messages").json())
+
+        return self._drive(op())
+
+    def search(self, query: str, start: int = 0, limit: int = 50) -> Any:
+        """Mailpit search syntax: words, "phrases", from:, to:, subject:, is:unread, …"""
+
+        def op() -> _Op[MessagesPage]:
+            r = yield _Request("GET", "/api/v1/search", {"query": query, **_page(start, limit)})
+            assert r is not None
+            return MessagesPage.from_json(_check(r, f"search {query!r}").json())
+
+        return self._drive(op())
+
+    def message(self, id: str = "latest", *, query: str | None = None) -> Any:
+        """The whole message (marks it read). `id="latest"` (+ `query`) means the newest match."""
+
+        def op() -> _Op[Message]:
+            r = yield _Request("GET", f"/api/v1/message/{id}", {"query": query} if query else None)
+            assert r is not None
+            return Message.from_json(_check(r, f"message {id}").json())
+
+        return self._drive(op())
+
+    def headers(self, id: str) -> Any:
+        """Every header as {Canonical-Name: [raw values]} (Message-Id, In-Reply-To, References…)."""
+
+        def op() -> _Op[dict[str, list[str]]]:
+            r = yield _Request("GET", f"/api/v1/message/{id}/headers")
+            assert r is not None
+            return dict(_check(r, f"headers of {id}").json())
+
+        return self._drive(op())
+
+    def raw(self, id: str) -> Any:
+        """The stored RFC 5322 source, with Mailpit's own added headers."""
+
+        def op() -> _Op[bytes]:
+            r = yield _Request("GET", f"/api/v1/message/{id}/raw")
+            assert r is not None
+            return _check(r, f"raw source of {id}").content
+
+        return self._drive(op())
+
+    def send(self, payload: dict[str, Any]) -> Any:
+        """POST /api/v1/send (Mailpit's JSON: From/To use "Email"); returns the new database ID."""
+
+        def op() -> _Op[str]:
+            r = yield _Request("POST", "/api/v1/send", json=payload)
+            assert r is not None
+            return str(_check(r, "send").json()["ID"])
+
+        return self._drive(op())
+
+    def set_read(self, ids: list[str] | None = None, read: bool = True, *, search: str | None = None) -> Any:
+        """Mark IDs (or a search's matches, or everything when both are None) read or unread."""
+
+        def op() -> _Op[None]:
+            body: dict[str, Any] = {"Read": read}
+            if ids is not None:
+                body["IDs"] = ids
+            if search is not None:
+                body["Search"] = search
+            r = yield _Request("PUT", "/api/v1/messages", json=body)
+            assert r is not None
+            _check(r, "set read status")
+
+        return self._drive(op())
+
+    def delete(self, ids: list[str] | None = None) -> Any:
+        """Delete these IDs; with None, delete EVERY message (as Mailpit does)."""
+
+        def op() -> _Op[None]:
+            r = yield _Request("DELETE", "/api/v1/messages", json={"IDs": ids} if ids else None)
+            assert r is not None
+            _check(r, "delete messages")
+
+        return self._drive(op())
+
+    def info(self) -> Any:
+        """Version, database, counts and runtime statistics."""
+
+        def op() -> _Op[dict[str, Any]]:
+            r = yield _Request("GET", "/api/v1/info")
+            assert r is not None
+            return dict(_check(r, "info").json())
+
+        return self._drive(op())
+
+    def ready(self) -> Any:
+        """True when /readyz answers 200."""
+
+        def op() -> _Op[bool]:
+            r = yield _Request("GET", "/readyz")
+            return r is not None and r.status_code == 200
+
+        return self._drive(op())
+
+    def wait_for(self, query: str, timeout: float = 5.0, *, count: int = 1, interval: float = 0.05) -> Any:
+        """Poll the search until at least `count` messages match; return them (newest first)."""
+
+        def op() -> _Op[list[MessageSummary]]:
+            deadline = time.monotonic() + timeout
+            seen = 0
+            while True:
+                r = yield _Request("GET", "/api/v1/search", {"query": query, "start": 0, "limit": max(count, 50)})
+                assert r is not None
+                page = MessagesPage.from_json(_check(r, f"search {query!r}").json())
+                seen = page.messages_count
+                if seen >= count:
+                    return page.messages[:count]
+                if time.monotonic() >= deadline:
+                    raise MailpitTimeout(
+                        f"waited {timeout:g}s for {count} message(s) matching {query!r}; found {seen}",
+                        fix="check the message was sent to this Mailpit (same SMTP port) and the query is right",
+                    )
+                yield _Sleep(interval)
+
+        return self._drive(op())
+
+
+def _unreachable(base_url: str, exc: Exception) -> MailpitUnreachable:
+    return MailpitUnreachable(
+        f"Mailpit not reachable at {base_url} ({exc.__class__.__name__})",
+        fix="start it with `docker compose up -d mailpit`, or use `emailkit.lab.connect()` for the embedded sandbox",
+    )
+
+
+class Mailpit(_Operations):
+    """Synchronous client. `Mailpit(url).messages()` returns a `MessagesPage`."""
+
+    def __init__(self, base_url: str, *, timeout: float = 5.0, transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def _drive(self, op: _Op[T]) -> T:
+        response: httpx.Response | None = None
+        try:
+            while True:
+                step = op.send(response)
+                if isinstance(step, _Sleep):
+                    time.sleep(step.seconds)
+                    response = None
+                    continue
+                try:
+                    response = self._http.request(step.method, step.path, params=step.params, json=step.json)
+                except httpx.TransportError as exc:
+                    raise _unreachable(self.base_url, exc) from exc
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Mailpit:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Mailpit({self.base_url!r})"
+
+
+class AsyncMailpit(_Operations):
+    """Asynchronous twin of `Mailpit`: the same methods, awaited."""
+
+    def __init__(
+        self, base_url: str, *, timeout: float = 5.0, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    async def _drive(self, op: _Op[T]) -> T:  # type: ignore[override]
+        response: httpx.Response | None = None
+        try:
+            while True:
+                step = op.send(response)
+                if isinstance(step, _Sleep):
+                    await asyncio.sleep(step.seconds)
+                    response = None
+                    continue
+                try:
+                    response = await self._http.request(step.method, step.path, params=step.params, json=step.json)
+                except httpx.TransportError as exc:
+                    raise _unreachable(self.base_url, exc) from exc
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncMailpit:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"AsyncMailpit({self.base_url!r})"

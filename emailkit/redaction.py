@@ -1,0 +1,82 @@
+"""The one redaction function: secrets out of transcripts, logs and reports.
+
+`Redactor` follows one connection line by line, so it knows that the two lines after
+`AUTH LOGIN` are a user name and a password even though they are bare base64. `redact()`
+cleans free text (a log line, a report, an HTTP body) with the same rules.
+
+>>> r = Redactor()
+>>> r.line("C", "AUTH PLAIN AHVzZXIAc2VjcmV0")
+'AUTH PLAIN ********'
+>>> redact("Authorization: Bearer abc.def")
+'Authorization: Bearer ********'
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["MASK", "Redactor", "redact"]
+
+MASK = "********"
+
+# Credential-bearing fields, whether they appear as JSON, form or query parameters.
+_SECRET_FIELDS = (
+    "access_token|refresh_token|id_token|client_secret|code_verifier|password|passwd|"
+    "api_key|apikey|secret|token|code|pass"
+)
+_JSON_FIELD = re.compile(rf'("(?:{_SECRET_FIELDS})"\s*:\s*)"[^"]*"', re.IGNORECASE)
+_FORM_FIELD = re.compile(rf"(?<![\w-])((?:{_SECRET_FIELDS})=)[^&\s\"']+", re.IGNORECASE)
+_AUTH_HEADER = re.compile(
+    r"^((?:Proxy-)?Authorization:\s*)(?:(Basic|Bearer|Digest|Token)\s+)?\S.*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_COOKIE_HEADER = re.compile(r"^((?:Set-)?Cookie:\s*).*$", re.IGNORECASE | re.MULTILINE)
+_BEARER = re.compile(r"(\bBearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_SMTP_AUTH = re.compile(r"^(AUTH\s+\S+)\s+\S+.*$", re.IGNORECASE | re.MULTILINE)
+_POP3_PASS = re.compile(r"^(PASS|APOP\s+\S+)\s+.*$", re.IGNORECASE | re.MULTILINE)
+_XOAUTH2_RAW = re.compile(r"(auth=Bearer\s+)[^\x01\s]+", re.IGNORECASE)
+_WEBHOOK_SIG = re.compile(r"^((?:X-[\w-]*Signature|X-Webhook-Secret):\s*).*$", re.IGNORECASE | re.MULTILINE)
+
+
+def _mask_auth_header(match: re.Match[str]) -> str:
+    scheme = match.group(2)
+    return f"{match.group(1)}{scheme + ' ' if scheme else ''}{MASK}"
+
+
+def redact(text: str) -> str:
+    """Mask every credential `text` may carry (headers, JSON/form fields, SMTP/POP3 AUTH)."""
+    text = _AUTH_HEADER.sub(_mask_auth_header, text)
+    text = _COOKIE_HEADER.sub(lambda m: m.group(1) + MASK, text)
+    text = _WEBHOOK_SIG.sub(lambda m: m.group(1) + MASK, text)
+    text = _SMTP_AUTH.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    text = _POP3_PASS.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    text = _JSON_FIELD.sub(lambda m: f'{m.group(1)}"{MASK}"', text)
+    text = _FORM_FIELD.sub(lambda m: m.group(1) + MASK, text)
+    text = _XOAUTH2_RAW.sub(lambda m: m.group(1) + MASK, text)
+    text = _BEARER.sub(lambda m: m.group(1) + MASK, text)
+    return text
+
+
+class Redactor:
+    """Redact one connection's lines in order (it remembers multi-line AUTH exchanges)."""
+
+    def __init__(self) -> None:
+        self._in_auth = False
+
+    def line(self, direction: str, text: str) -> str:
+        """Return `text` (one protocol line sent in `direction` "C" or "S") with secrets masked."""
+        if direction == "S":
+            # A final reply ends an AUTH exchange; 334 continues it.
+            if self._in_auth and not text.startswith("334"):
+                self._in_auth = False
+            return text
+        if self._in_auth:
+            return MASK if text.strip() else text
+        words = text.split()
+        if len(words) >= 2 and words[0].upper() == "AUTH":
+            # Bare `AUTH LOGIN` / `AUTH PLAIN`: the credentials follow on later lines.
+            self._in_auth = True
+            if len(words) >= 3:
+                return f"{words[0]} {words[1]} {MASK}"
+            return text
+        return redact(text)

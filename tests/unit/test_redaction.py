@@ -1,0 +1,66 @@
+"""Secrets never survive redaction, whatever protocol carried them."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from emailkit.redaction import MASK, Redactor, redact
+
+SECRET = "s3cr3t-Pa55"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_auth_plain_initial_response_is_masked() -> None:
+    r = Redactor()
+    assert r.line("C", f"AUTH PLAIN {b64(chr(0) + 'bob' + chr(0) + SECRET)}") == f"AUTH PLAIN {MASK}"
+
+
+def test_auth_login_masks_the_lines_that_follow_until_the_final_reply() -> None:
+    r = Redactor()
+    assert r.line("C", "AUTH LOGIN") == "AUTH LOGIN"
+    assert r.line("S", "334 VXNlcm5hbWU6") == "334 VXNlcm5hbWU6"
+    assert r.line("C", b64("bob")) == MASK
+    assert r.line("S", "334 UGFzc3dvcmQ6") == "334 UGFzc3dvcmQ6"
+    assert r.line("C", b64(SECRET)) == MASK
+    assert r.line("S", "235 2.7.0 Authentication successful") == "235 2.7.0 Authentication successful"
+    # After the exchange, ordinary commands pass through untouched.
+    assert r.line("C", "MAIL FROM:<bob@example.com>") == "MAIL FROM:<bob@example.com>"
+
+
+def test_xoauth2_token_is_masked() -> None:
+    token = b64(f"user=bob@example.com\x01auth=Bearer {SECRET}\x01\x01")
+    assert Redactor().line("C", f"AUTH XOAUTH2 {token}") == f"AUTH XOAUTH2 {MASK}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Authorization: Bearer {SECRET}",
+        f"authorization: Basic {b64('bob:' + SECRET)}",
+        f'{{"access_token": "{SECRET}", "token_type": "Bearer"}}',
+        f"grant_type=authorization_code&code={SECRET}&code_verifier={SECRET}x",
+        f"POST /v3/connect/revoke?token={SECRET} HTTP/1.1",
+        f"PASS {SECRET}",
+        f"client_secret={SECRET}&refresh_token={SECRET}",
+        f"Cookie: session={SECRET}",
+        f"X-Emailkit-Signature: {SECRET}",
+    ],
+)
+def test_free_text_secrets_are_masked(text: str) -> None:
+    cleaned = redact(text)
+    assert SECRET not in cleaned
+    assert MASK in cleaned
+
+
+def test_ordinary_text_is_left_alone() -> None:
+    text = "MAIL FROM:<bob@example.com> SIZE=300\nSubject: tokens and codes explained\n250 2.0.0 Ok"
+    assert redact(text) == text
+
+
+def test_page_token_is_not_a_secret() -> None:
+    assert redact("GET /messages?page_token=abc&limit=5") == "GET /messages?page_token=abc&limit=5"
