@@ -104,6 +104,11 @@ class Transcript:
     def __str__(self) -> str:
         return "\n".join(f"{ln.direction}: {ln.text}" for ln in self.lines)
 
+    def __repr__(self) -> str:
+        s = self.summary()
+        return (f"<Transcript {self.protocol}: {s['lines']} lines, {s['round_trips']} round trips, "
+                f"{s['bytes_from_client']}+{s['bytes_from_server']} bytes, {s['duration_ms']} ms>")
+
     def explain_line(self, line: Line) -> str:
         """A short note on what a line means (reply codes, EHLO keywords, commands)."""
         if line.encrypted or self.protocol != "smtp":
