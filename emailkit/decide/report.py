@@ -1,0 +1,255 @@
+"""Reports of a `Recommendation`: MADR 4 Markdown, a self-contained HTML page, and JSON.
+
+The Markdown is an architecture decision record in MADR 4 shape (Context and Problem Statement,
+Decision Drivers, Considered Options, Decision Outcome with ``Chosen option: "..."``, Consequences,
+Pros and Cons of the Options, More Information). The HTML page carries its own CSS and bar chart:
+no script, no font, no CDN, it opens offline. The JSON holds the answers and the whole
+recommendation (`Recommendation.from_dict` reads it back).
+
+Figures are never typed in: the report quotes what notebooks 01-06 recorded with
+`emailkit.evidence.record`, with when and where each was measured, and says how to produce them
+when none are recorded. Every report goes through `emailkit.redaction.redact` before it leaves.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+import emailkit
+from emailkit import evidence as evidence_store
+from emailkit.decide.model import CHOICES, Criteria, Point, Reason, Recommendation, load_criteria
+from emailkit.errors import InvalidInput
+from emailkit.redaction import redact
+
+__all__ = [
+    "REPORT_FORMATS",
+    "TEMPLATES",
+    "download_link",
+    "render_report",
+    "report_filename",
+    "reports_dir",
+    "save_report",
+]
+
+#: format -> (file extension, media type)
+REPORT_FORMATS: dict[str, tuple[str, str]] = {
+    "md": (".md", "text/markdown"),
+    "html": (".html", "text/html"),
+    "json": (".json", "application/json"),
+}
+SCHEMA = "emailkit.decide.report/1"
+
+TEMPLATES = Environment(
+    loader=PackageLoader("emailkit.decide", "templates"),
+    autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _cell(text: Any) -> str:
+    """Text safe inside one Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+TEMPLATES.filters["sentence"] = _sentence
+TEMPLATES.filters["cell"] = _cell
+TEMPLATES.filters["capital"] = _capital
+TEMPLATES.filters["period"] = lambda text: text if text.rstrip().endswith((".", "!", "?")) else text.rstrip() + "."
+
+
+def reports_dir() -> Path:
+    """Where reports go: `$EMAILKIT_REPORTS_DIR`, else `reports/` in the current folder."""
+    return Path(os.environ.get("EMAILKIT_REPORTS_DIR") or "reports")
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in REPORT_FORMATS:
+        raise InvalidInput("format", f"{fmt!r} is not a report format", fix=f"use one of: {', '.join(REPORT_FORMATS)}")
+    return fmt
+
+
+def report_filename(title: str, fmt: str) -> str:
+    """`email-decision-<title as a slug>.<ext>`."""
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60] or "project"
+    return f"email-decision-{slug}{REPORT_FORMATS[_check_format(fmt)][0]}"
+
+
+def _sources(claims: tuple[str, ...], seeds: tuple[str, ...]) -> str:
+    parts = list(claims) + [f"seed {s}" for s in seeds]
+    return ", ".join(parts)
+
+
+def _item(text: str, claims: tuple[str, ...], seeds: tuple[str, ...],
+          recorded: Mapping[str, evidence_store.Evidence]) -> dict[str, Any]:
+    return {
+        "text": text,
+        "sources": _sources(claims, seeds),
+        "evidence": [f"{e.key} = {e.quote()}" for e in evidence_store.for_claims(claims, recorded)],
+    }
+
+
+def _reason_item(reason: Reason, recorded: Mapping[str, evidence_store.Evidence]) -> dict[str, Any]:
+    item = _item(reason.text, reason.claims, reason.seeds, recorded)
+    item.update(question=reason.question_text, answer=reason.answer_label, smtp=reason.smtp, api=reason.api,
+                favours=reason.favours)
+    return item
+
+
+def _point(point: Point, recorded: Mapping[str, evidence_store.Evidence]) -> dict[str, Any]:
+    return _item(point.text, point.claims, point.seeds, recorded)
+
+
+def _context(rec: Recommendation, *, title: str, context: str, recorded: Mapping[str, evidence_store.Evidence],
+             generated_at: datetime, criteria: Criteria, evidence_path: str) -> dict[str, Any]:
+    reasons = {path: [_reason_item(r, recorded) for r in rec.reasons_for(path)] for path in ("smtp", "api")}
+    balanced = [_reason_item(r, recorded) for r in rec.reasons_for("both")]
+    options = []
+    for cid in CHOICES:
+        candidate = criteria.candidates[cid]
+        if cid == "hybrid":
+            good = [_point(p, recorded) for p in candidate.good]
+            good += [{"text": f"{n.traffic} takes {criteria.title(n.path)}, the only path it can take",
+                      "sources": f"answer to {n.question!r}", "evidence": []} for n in rec.needs]
+            bad = [_point(p, recorded) for p in candidate.bad]
+            neutral: list[dict[str, Any]] = []
+        else:
+            other = "api" if cid == "smtp" else "smtp"
+            good = reasons[cid] + [_point(p, recorded) for p in candidate.good]
+            bad = reasons[other] + [_point(p, recorded) for p in candidate.bad]
+            neutral = balanced
+        options.append({"id": cid, "title": candidate.title, "summary": candidate.summary,
+                        "good": good, "bad": bad, "neutral": neutral, "chosen": cid == rec.choice})
+    chosen = next(o for o in options if o["chosen"])
+    if rec.choice == "hybrid":
+        consequences_good = chosen["good"]
+        consequences_bad = chosen["bad"]
+    else:
+        consequences_good = reasons[rec.choice][:4] or chosen["good"][:2]
+        consequences_bad = reasons["api" if rec.choice == "smtp" else "smtp"][:4] + [
+            _point(p, recorded) for p in criteria.candidates[rec.choice].bad][:2]
+    consequences_bad = consequences_bad + [{"text": c, "sources": "", "evidence": []} for c in rec.conflicts]
+
+    cited_claims: list[str] = []
+    cited_seeds: list[str] = []
+    for r in rec.reasons:
+        cited_claims += [c for c in r.claims if c not in cited_claims]
+        cited_seeds += [s for s in r.seeds if s not in cited_seeds]
+    for cid in CHOICES:
+        for p in criteria.candidates[cid].good + criteria.candidates[cid].bad:
+            cited_claims += [c for c in p.claims if c not in cited_claims]
+            cited_seeds += [s for s in p.seeds if s not in cited_seeds]
+    quoted = evidence_store.for_claims(tuple(cited_claims), recorded)
+    top = max(rec.smtp_score, rec.api_score, 1)
+    return {
+        "title": title,
+        "context": context,
+        "rec": rec,
+        "chosen_title": criteria.title(rec.choice),
+        "date": generated_at.date().isoformat(),
+        "generated_at": generated_at.isoformat(timespec="seconds"),
+        "version": emailkit.__version__,
+        "options": options,
+        "drivers": [_reason_item(r, recorded) for r in rec.reasons],
+        "consequences_good": consequences_good,
+        "consequences_bad": consequences_bad,
+        "routes": [{"traffic": r.traffic, "path": r.path, "path_title": criteria.title(r.path) if r.path in CHOICES
+                    else r.path, "how": r.how} for r in rec.architecture],
+        "flips": [{"question": f.question_text, "answer": criteria.questions[f.question].option(f.answer).label,
+                   "new_answer": f.new_answer_label, "choice": criteria.title(f.choice),
+                   "smtp": f.smtp_score, "api": f.api_score} for f in rec.sensitivity],
+        "answers": [{"id": qid, "question": criteria.questions[qid].text,
+                     "answer": criteria.questions[qid].option(value).label, "value": value,
+                     "defaulted": qid in rec.defaulted} for qid, value in rec.answers.items()],
+        "bars": [{"path": "smtp", "title": criteria.title("smtp"), "score": rec.smtp_score,
+                  "pct": round(100 * rec.smtp_score / top)},
+                 {"path": "api", "title": criteria.title("api"), "score": rec.api_score,
+                  "pct": round(100 * rec.api_score / top)}],
+        "evidence": [{"key": e.key, "claim": e.claim, "quote": e.quote(),
+                      "meaning": evidence_store.KNOWN_KEYS[e.key].meaning} for e in quoted],
+        "evidence_path": evidence_path,
+        "claims": [{"id": c, "text": criteria.claims[c]} for c in sorted(cited_claims)],
+        "seeds": [{"id": s, **criteria.seeds[s]} for s in sorted(cited_seeds)],
+    }
+
+
+def render_report(rec: Recommendation, fmt: str = "md", *, title: str = "our service", context: str = "",
+                  evidence: Mapping[str, evidence_store.Evidence] | None = None,
+                  generated_at: datetime | None = None, criteria: Criteria | None = None) -> str:
+    """The report of `rec` as text in `fmt` ("md", "html" or "json"), secrets redacted.
+
+    `evidence` defaults to what `emailkit.evidence.load()` finds; pass ``{}`` for none.
+    """
+    _check_format(fmt)
+    criteria = criteria or load_criteria()
+    recorded = evidence_store.load() if evidence is None else evidence
+    # Free text (typed by a user or a notebook) is redacted before it is placed, so no encoding
+    # (JSON escapes, HTML entities) can hide a secret from the final pass below.
+    recorded = {key: replace(e, source=redact(e.source), detail=redact(e.detail)) for key, e in recorded.items()}
+    generated_at = generated_at or datetime.now(timezone.utc).replace(microsecond=0)
+    title = redact(title.strip()) or "our service"
+    context = "\n".join(redact(line) for line in context.strip().splitlines())
+    ctx = _context(rec, title=title, context=context, recorded=recorded, generated_at=generated_at,
+                   criteria=criteria, evidence_path=str(evidence_store.location()))
+    if fmt == "json":
+        document = {
+            "schema": SCHEMA,
+            "title": title,
+            "context": ctx["context"],
+            "generated_at": ctx["generated_at"],
+            "emailkit_version": ctx["version"],
+            "criteria_version": rec.criteria_version,
+            "answers": dict(rec.answers),
+            "recommendation": rec.to_dict(),
+            "evidence": [asdict(e) for e in evidence_store.for_claims(
+                tuple(c["id"] for c in ctx["claims"]), recorded)],
+        }
+        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = TEMPLATES.get_template(f"report.{fmt}.j2").render(**ctx)
+    return redact(text)
+
+
+def save_report(rec: Recommendation, fmt: str = "md", *, folder: str | Path | None = None,
+                name: str | None = None, title: str = "our service", **kwargs: Any) -> Path:
+    """Render and write the report; returns its path (folder default: `reports_dir()`, created)."""
+    text = render_report(rec, fmt, title=title, **kwargs)
+    target = Path(folder) if folder is not None else reports_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / (name or report_filename(title, fmt))
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def download_link(text: str, fmt: str, filename: str, *, css_class: str = "") -> str:
+    """An `<a download>` link carrying `text` as a `data:` URI (Voila serves no other files)."""
+    _, media_type = REPORT_FORMATS[_check_format(fmt)]
+    payload = base64.b64encode(text.encode("utf-8")).decode("ascii")
+    cls = f' class="{html.escape(css_class)}"' if css_class else ""
+    return (f'<a{cls} download="{html.escape(filename)}" href="data:{media_type};charset=utf-8;base64,{payload}">'
+            f"Download {html.escape(filename)}</a>")
