@@ -1,0 +1,624 @@
+"""The sandbox's HTTP API: the part of Mailpit v1.30.5's REST API the workbook uses (Starlette).
+
+Exact Mailpit JSON (field names, key order, compact like Go's encoder, ``<>&`` escaped as
+Go does), text ``ok`` replies, 400 text errors, 404 ``404 page not found``; lenient input
+(JSON keys case-insensitive, unknown keys ignored). See ``MAILPIT-NOTES.md`` §1–§2.
+
+Deliberate differences from Mailpit, each because Mailpit would hide a mistake:
+
+* bad ``start``/``limit``/``before``/``tz`` parameters → 400 naming the parameter
+  (Mailpit silently falls back to defaults);
+* ``DELETE /api/v1/messages`` with a body that is not valid JSON → 400 and nothing deleted
+  (Mailpit deletes *every* message); a missing body or empty ``IDs`` still deletes all;
+* an unreadable ``before:``/``after:`` date in a search → 400 (Mailpit ignores the term).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import mimetypes
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone, tzinfo
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from emailkit.errors import InvalidInput
+from emailkit.message import compose, parse_address
+from emailkit.sandbox.search import SearchError, parse_date, resolve_tz
+from emailkit.sandbox.smtp_server import save_to_database
+from emailkit.sandbox.store import Store, new_id
+from emailkit.sandbox.summary import find_part, parse_message
+
+__all__ = ["MAILPIT_VERSION", "VERSION", "create_app", "go_json"]
+
+#: The Mailpit release whose API this sandbox imitates.
+MAILPIT_VERSION = "v1.30.5"
+#: What `GET /api/v1/info` reports as `Version` (Mailpit's, marked as the emailkit stand-in).
+VERSION = f"{MAILPIT_VERSION}-emailkit-sandbox"
+
+JSON_BODY_LIMIT = 5 * 1024 * 1024  # Mailpit caps every JSON body but /send at 5 MB
+_RESTRICTED_SEND_HEADERS = ("To", "From", "Cc", "Bcc", "Reply-To", "Date", "Subject", "Content-Type", "Mime-Version")
+
+
+# --------------------------------------------------------------------------- output helpers
+
+
+def go_json(value: Any) -> bytes:
+    """JSON as Go's `json.Encoder` writes it: compact, UTF-8, ``<``/``>``/``&`` escaped, newline."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if "<" in text or ">" in text or "&" in text or "\u2028" in text or "\u2029" in text:
+        text = (
+            text.replace("<", "\\u003c")
+            .replace(">", "\\u003e")
+            .replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028")
+            .replace("\u2029", "\\u2029")
+        )
+    return (text + "\n").encode("utf-8")
+
+
+def _json(value: Any, status: int = 200) -> Response:
+    return Response(go_json(value), status_code=status, media_type="application/json")
+
+
+def _text(message: str, status: int = 200) -> Response:
+    return PlainTextResponse(message, status_code=status)
+
+
+def _ok() -> Response:
+    return _text("ok")
+
+
+def _not_found() -> Response:
+    return _text("404 page not found", 404)
+
+
+def go_time(value: datetime) -> str:
+    """Go's RFC3339Nano: the value's own offset (``Z`` for UTC), fraction trimmed."""
+    text = value.isoformat()
+    if value.microsecond:
+        head, _dot, rest = text.partition(".")
+        digits, sign, zone = rest[:6], rest[6:7], rest[7:]
+        text = f"{head}.{digits.rstrip('0')}{sign}{zone}" if sign else f"{head}.{digits.rstrip('0')}"
+    return text.replace("+00:00", "Z") if value.utcoffset() is not None and not value.utcoffset() else text
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, *, status: int = 400, as_json: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.as_json = as_json
+
+    def response(self) -> Response:
+        if self.as_json:
+            return _json({"Error": self.message}, self.status)
+        return _text(self.message, self.status)
+
+
+# --------------------------------------------------------------------------- input helpers
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise _BadRequest(f'invalid {name} parameter: "{raw}" (use a whole number, 0 or more)')
+    return value
+
+
+def _tz(request: Request) -> tzinfo:
+    try:
+        return resolve_tz(request.query_params.get("tz"))
+    except SearchError as exc:
+        raise _BadRequest(str(exc)) from None
+
+
+def _before_ms(request: Request, zone: tzinfo) -> int | None:
+    raw = request.query_params.get("before")
+    if not raw:
+        return None
+    try:
+        return int(parse_date(raw, zone).timestamp() * 1000)
+    except SearchError:
+        raise _BadRequest(f'invalid before parameter: "{raw}" (use yyyy/mm/dd, yyyy-mm-dd hh:mm or RFC 3339)') from None
+
+
+async def _body(request: Request, limit: int, *, as_json: bool = False) -> bytes:
+    declared = request.headers.get("content-length")
+    if limit and declared and declared.isdigit() and int(declared) > limit:
+        raise _BadRequest("http: request body too large", status=413, as_json=as_json)
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if limit and size > limit:
+            raise _BadRequest("http: request body too large", status=413, as_json=as_json)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _fold(data: dict, fields: tuple[str, ...]) -> dict:
+    """Go's case-insensitive key matching onto `fields`; unknown keys dropped, last one wins."""
+    by_lower = {f.lower(): f for f in fields}
+    result: dict = {}
+    for key, value in data.items():
+        canonical = by_lower.get(str(key).lower())
+        if canonical is not None:
+            result[canonical] = value
+    return result
+
+
+def _decode(body: bytes, fields: tuple[str, ...], *, as_json: bool = False) -> dict | None:
+    """The JSON object in `body` folded onto `fields`; None when the body is empty."""
+    if not body.strip():
+        return None
+    try:
+        data = json.loads(body)
+    except UnicodeDecodeError:
+        raise _BadRequest("invalid JSON: the body is not UTF-8", as_json=as_json) from None
+    except json.JSONDecodeError as exc:
+        raise _BadRequest(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", as_json=as_json) from None
+    if data is None:  # Go decodes `null` into an empty struct
+        return None
+    if not isinstance(data, dict):
+        raise _BadRequest(f"invalid JSON: expected an object {{...}}, got {type(data).__name__}", as_json=as_json)
+    return _fold(data, fields)
+
+
+def _type_error(field: str, expected: str, as_json: bool) -> _BadRequest:
+    return _BadRequest(f'invalid JSON: field "{field}" must be {expected}', as_json=as_json)
+
+
+def _str_list(value: Any, field: str, *, as_json: bool = False) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _type_error(field, "an array of strings", as_json)
+    return value
+
+
+def _string(value: Any, field: str, *, as_json: bool = False) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _type_error(field, "a string", as_json)
+    return value
+
+
+def _boolean(value: Any, field: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _type_error(field, "true or false", False)
+    return value
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024) -> Starlette:
+    """The Starlette app serving Mailpit's API over `store`."""
+
+    def handler(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await fn(request)
+            except _BadRequest as exc:
+                return exc.response()
+            except SearchError as exc:
+                return _text(str(exc), 400)
+
+        endpoint.__name__ = fn.__name__
+        return endpoint
+
+    def summary_page(
+        messages: list[dict], start: int, matches: int | None = None, unread_matches: int | None = None
+    ) -> dict:
+        counts = store.counts()
+        return {
+            "total": counts.total,
+            "unread": counts.unread,
+            "count": len(messages),
+            "messages_count": counts.total if matches is None else matches,
+            "messages_unread": counts.unread if unread_matches is None else unread_matches,
+            "start": start,
+            "tags": store.tags(),
+            "messages": messages,
+        }
+
+    def resolve(request: Request) -> str | Response:
+        message_id = request.path_params["id"]
+        if message_id != "latest":
+            return message_id
+        query = request.query_params.get("query", "").strip()
+        found = store.latest(query or None, tz=_tz(request))
+        return found if found is not None else _text("Message not found", 404)
+
+    # -- messages --------------------------------------------------------------------
+
+    @handler
+    async def list_messages(request: Request) -> Response:
+        start, limit = _int_param(request, "start", 0), _int_param(request, "limit", 50)
+        before = _before_ms(request, _tz(request))
+        return _json(summary_page(store.list(start, limit, before_ms=before), start))
+
+    @handler
+    async def set_read(request: Request) -> Response:
+        data = _decode(await _body(request, JSON_BODY_LIMIT), ("IDs", "Read", "Search")) or {}
+        ids = _str_list(data.get("IDs"), "IDs")
+        search = _string(data.get("Search"), "Search").strip()
+        read = _boolean(data.get("Read"), "Read")
+        if ids and search:
+            raise _BadRequest("You may specify either IDs or a search query, not both")
+        if search:
+            store.set_read(read=read, query=search, tz=_tz(request))
+        elif ids:
+            store.set_read(ids, read=read)
+        else:
+            store.set_read(None, read=read)
+        return _ok()
+
+    @handler
+    async def delete_messages(request: Request) -> Response:
+        data = _decode(await _body(request, JSON_BODY_LIMIT), ("IDs",)) or {}
+        ids = _str_list(data.get("IDs"), "IDs")
+        store.delete(ids or None)
+        return _ok()
+
+    @handler
+    async def search(request: Request) -> Response:
+        query = request.query_params.get("query", "").strip()
+        if not query:
+            raise _BadRequest("Error: no search query")
+        start, limit = _int_param(request, "start", 0), _int_param(request, "limit", 50)
+        zone = _tz(request)
+        page, matches, unread = store.search(query, start, limit, tz=zone, before_ms=_before_ms(request, zone))
+        return _json(summary_page(page, start, matches, unread))
+
+    @handler
+    async def delete_search(request: Request) -> Response:
+        query = request.query_params.get("query", "").strip()
+        if not query:
+            raise _BadRequest("Error: no search query")
+        store.delete_search(query, tz=_tz(request))
+        return _ok()
+
+    # -- one message -----------------------------------------------------------------
+
+    @handler
+    async def get_message(request: Request) -> Response:
+        message_id = resolve(request)
+        if isinstance(message_id, Response):
+            return message_id
+        stored = store.get(message_id, mark_read=True)
+        if stored is None:
+            return _not_found()
+        try:
+            parsed = parse_message(stored.raw)
+        except Exception as exc:  # noqa: BLE001 - Mailpit answers 400 when it cannot parse a message
+            raise _BadRequest(f"error parsing message: {exc}") from None
+        date = parsed.date or datetime.fromtimestamp(stored.created_ms / 1000, timezone.utc)
+        return _json(
+            {
+                "ID": stored.id,
+                "MessageID": parsed.message_id,
+                "From": parsed.sender,
+                "To": parsed.to,
+                "Cc": parsed.cc,
+                "Bcc": parsed.bcc,
+                "ReplyTo": parsed.reply_to,
+                "ReturnPath": parsed.return_path,
+                "Subject": parsed.subject,
+                "ListUnsubscribe": parsed.list_unsubscribe,
+                "Date": go_time(date),
+                "Tags": stored.tags,
+                "Username": stored.username,
+                "Text": parsed.text,
+                "HTML": parsed.html,
+                "Size": len(stored.raw),
+                "Inline": [a.to_json() for a in parsed.inline],
+                "Attachments": [a.to_json() for a in parsed.attachments],
+            }
+        )
+
+    @handler
+    async def get_headers(request: Request) -> Response:
+        message_id = resolve(request)
+        if isinstance(message_id, Response):
+            return message_id
+        headers = store.headers(message_id)
+        return _not_found() if headers is None else _json(headers)
+
+    @handler
+    async def get_raw(request: Request) -> Response:
+        message_id = resolve(request)
+        if isinstance(message_id, Response):
+            return message_id
+        raw = store.raw(message_id)
+        if raw is None:
+            return _not_found()
+        headers = {}
+        if request.query_params.get("dl") == "1":
+            headers["Content-Disposition"] = f'attachment; filename="{message_id}.eml"'
+        return Response(raw, media_type="text/plain; charset=utf-8", headers=headers)
+
+    @handler
+    async def get_part(request: Request) -> Response:
+        message_id = resolve(request)
+        if isinstance(message_id, Response):
+            return message_id
+        raw = store.raw(message_id)
+        part = find_part(raw, request.path_params["part"]) if raw is not None else None
+        if part is None:
+            return _not_found()
+        name = part.filename or part.content_id
+        return Response(part.data, media_type=part.content_type, headers={"Content-Disposition": f'filename="{name}"'})
+
+    # -- send ------------------------------------------------------------------------
+
+    def build_and_store(data: dict, username: str | None) -> str:
+        def addresses(key: str, label: str) -> list[tuple[str, str]]:
+            items = data.get(key)
+            if items is None:
+                return []
+            if not isinstance(items, list):
+                raise _type_error(key, "an array", True)
+            result = []
+            for i, item in enumerate(items):
+                if key == "Bcc":
+                    email, name = _string(item, f"{key}[{i}]", as_json=True), ""
+                else:
+                    if not isinstance(item, dict):
+                        raise _type_error(f"{key}[{i}]", 'an object {"Email": ..., "Name": ...}', True)
+                    folded = _fold(item, ("Email", "Name"))
+                    email = _string(folded.get("Email"), f"{key}[{i}].Email", as_json=True)
+                    name = _string(folded.get("Name"), f"{key}[{i}].Name", as_json=True)
+                try:
+                    parse_address(email, f"{key}[{i}]")
+                except InvalidInput:
+                    raise _BadRequest(f"invalid {label} address: {email}", as_json=True) from None
+                result.append((name, email))
+            return result
+
+        sender_raw = data.get("From")
+        if sender_raw is not None and not isinstance(sender_raw, dict):
+            raise _type_error("From", 'an object {"Email": ..., "Name": ...}', True)
+        sender = _fold(sender_raw or {}, ("Email", "Name"))
+        from_email = _string(sender.get("Email"), "From.Email", as_json=True)
+        from_name = _string(sender.get("Name"), "From.Name", as_json=True)
+        try:
+            parse_address(from_email, "From")
+        except InvalidInput:
+            raise _BadRequest(f"invalid From address: {from_email}", as_json=True) from None
+        to = addresses("To", "To")
+        cc = addresses("Cc", "Cc")
+        bcc = addresses("Bcc", "Bcc")
+        reply_to = addresses("ReplyTo", "Reply-To")
+
+        restricted = list(_RESTRICTED_SEND_HEADERS)
+        headers_in = data.get("Headers") or {}
+        if not isinstance(headers_in, dict):
+            raise _type_error("Headers", 'an object {"Name": "value"}', True)
+        headers: dict[str, str] = {}
+        tags = _str_list(data.get("Tags"), "Tags", as_json=True)
+        if tags:
+            headers["X-Tags"] = ", ".join(tags)
+            restricted.append("X-Tags")
+        lowered = {h.lower() for h in restricted}
+        message_id = None
+        for key, value in headers_in.items():
+            if key.lower() in lowered:
+                raise _BadRequest(f'cannot overwrite header: "{key}"', as_json=True)
+            value = _string(value, f"Headers.{key}", as_json=True)
+            if key.lower() == "message-id":
+                message_id = value
+            else:
+                headers[key] = value
+
+        files = []
+        raw_attachments = data.get("Attachments") or []
+        if not isinstance(raw_attachments, list):
+            raise _type_error("Attachments", "an array", True)
+        for i, item in enumerate(raw_attachments):
+            if not isinstance(item, dict):
+                raise _type_error(f"Attachments[{i}]", "an object", True)
+            att = _fold(item, ("Content", "Filename", "ContentType", "ContentID"))
+            filename = _string(att.get("Filename"), f"Attachments[{i}].Filename", as_json=True)
+            content = _string(att.get("Content"), f"Attachments[{i}].Content", as_json=True).split(",")[-1]
+            try:
+                payload = base64.b64decode(content, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise _BadRequest(f'error decoding base64 attachment "{filename}": {exc}', as_json=True) from None
+            ctype = _string(att.get("ContentType"), f"Attachments[{i}].ContentType", as_json=True)
+            ctype = ctype or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+            cid = _string(att.get("ContentID"), f"Attachments[{i}].ContentID", as_json=True)
+            files.append((filename, ctype, payload, cid) if cid else (filename, ctype, payload))
+
+        text = _string(data.get("Text"), "Text", as_json=True)
+        html = _string(data.get("HTML"), "HTML", as_json=True)
+        try:
+            message = compose(
+                sender=(from_name, from_email),
+                to=to,
+                cc=cc,
+                bcc=bcc,
+                reply_to=reply_to,
+                subject=_string(data.get("Subject"), "Subject", as_json=True),
+                text=text if (text or not html) else None,
+                html=html or None,
+                headers=headers,
+                message_id=message_id if message_id is not None else f"<{new_id()}@mailpit>",
+                attachments=files,
+            )
+        except InvalidInput as exc:
+            raise _BadRequest(str(exc), as_json=True) from None
+        raw = message.as_bytes(policy=message.policy)
+        recipients = [email for _, email in to + cc + bcc]
+        return save_to_database(store, raw, from_email, recipients, username=username)
+
+    async def send(request: Request) -> Response:
+        try:
+            body = await _body(request, max_message_size, as_json=True)
+            data = _decode(
+                body,
+                ("From", "To", "Cc", "Bcc", "ReplyTo", "Subject", "Text", "HTML", "Attachments", "Tags", "Headers"),
+                as_json=True,
+            )
+            if data is None:
+                raise _BadRequest("invalid JSON: the body is empty (send a JSON object)", as_json=True)
+            username = _basic_auth_user(request)
+            if len(body) > 1024 * 1024:
+                message_id = await run_in_threadpool(build_and_store, data, username)
+            else:
+                message_id = build_and_store(data, username)
+        except _BadRequest as exc:
+            return exc.response()
+        return _json({"ID": message_id})
+
+    # -- tags ------------------------------------------------------------------------
+
+    @handler
+    async def get_tags(request: Request) -> Response:
+        return _json(store.tags())
+
+    @handler
+    async def set_tags(request: Request) -> Response:
+        data = _decode(await _body(request, JSON_BODY_LIMIT), ("Tags", "IDs")) or {}
+        store.set_tags(_str_list(data.get("IDs"), "IDs"), _str_list(data.get("Tags"), "Tags"))
+        return _ok()
+
+    @handler
+    async def rename_tag(request: Request) -> Response:
+        data = _decode(await _body(request, JSON_BODY_LIMIT), ("Name",)) or {}
+        try:
+            store.rename_tag(request.path_params["tag"], _string(data.get("Name"), "Name"))
+        except (LookupError, ValueError) as exc:
+            raise _BadRequest(str(exc)) from None
+        return _ok()
+
+    @handler
+    async def delete_tag(request: Request) -> Response:
+        try:
+            store.delete_tag(request.path_params["tag"])
+        except LookupError as exc:
+            raise _BadRequest(str(exc)) from None
+        return _ok()
+
+    # -- application -----------------------------------------------------------------
+
+    async def info(request: Request) -> Response:
+        counts = store.counts()
+        stats = store.stats
+        return _json(
+            {
+                "Version": VERSION,
+                "LatestVersion": "disabled",
+                "Database": str(store.path),
+                "DatabaseSize": store.size_bytes(),
+                "Messages": counts.total,
+                "Unread": counts.unread,
+                "Tags": store.tag_counts(),
+                "RuntimeStats": {
+                    "Uptime": int(time.time() - stats.started),
+                    "Memory": _memory_bytes(),
+                    "MessagesDeleted": stats.messages_deleted,
+                    "SMTPAccepted": stats.smtp_accepted,
+                    "SMTPAcceptedSize": stats.smtp_accepted_size,
+                    "SMTPRejected": stats.smtp_rejected,
+                    "SMTPIgnored": stats.smtp_ignored,
+                },
+            }
+        )
+
+    async def webui(request: Request) -> Response:
+        return _json(
+            {
+                "Label": "emailkit sandbox",
+                "MessageRelay": {
+                    "Enabled": False,
+                    "SMTPServer": "",
+                    "ReturnPath": "",
+                    "AllowedRecipients": "",
+                    "BlockedRecipients": "",
+                    "OverrideFrom": "",
+                    "PreserveMessageIDs": False,
+                    "RecipientAllowlist": "",
+                },
+                "SpamAssassin": False,
+                "ChaosEnabled": False,
+                "DuplicatesIgnored": False,
+                "HideDeleteAllButton": False,
+            }
+        )
+
+    async def chaos(request: Request) -> Response:
+        return _text("Chaos is not enabled", 400)
+
+    async def livez(request: Request) -> Response:
+        return _text("ok")
+
+    async def readyz(request: Request) -> Response:
+        return _text("ok") if store.ping() else _text("database not ready", 503)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _not_found()
+
+    routes = [
+        Route("/api/v1/messages", list_messages, methods=["GET"]),
+        Route("/api/v1/messages", set_read, methods=["PUT"]),
+        Route("/api/v1/messages", delete_messages, methods=["DELETE"]),
+        Route("/api/v1/search", search, methods=["GET"]),
+        Route("/api/v1/search", delete_search, methods=["DELETE"]),
+        Route("/api/v1/send", send, methods=["POST"]),
+        Route("/api/v1/message/{id}", get_message, methods=["GET"]),
+        Route("/api/v1/message/{id}/headers", get_headers, methods=["GET"]),
+        Route("/api/v1/message/{id}/raw", get_raw, methods=["GET"]),
+        Route("/api/v1/message/{id}/part/{part}", get_part, methods=["GET"]),
+        Route("/api/v1/tags", get_tags, methods=["GET"]),
+        Route("/api/v1/tags", set_tags, methods=["PUT"]),
+        Route("/api/v1/tags/{tag}", rename_tag, methods=["PUT"]),
+        Route("/api/v1/tags/{tag}", delete_tag, methods=["DELETE"]),
+        Route("/api/v1/info", info, methods=["GET"]),
+        Route("/api/v1/webui", webui, methods=["GET"]),
+        Route("/api/v1/chaos", chaos, methods=["GET", "PUT"]),
+        Route("/livez", livez, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={404: not_found})
+
+
+def _basic_auth_user(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        user, _, _ = base64.b64decode(value.strip()).decode("utf-8").partition(":")
+    except (binascii.Error, ValueError):
+        return None
+    return user or None
+
+
+def _memory_bytes() -> int:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
