@@ -66,10 +66,11 @@ class Redactor:
     def line(self, direction: str, text: str) -> str:
         """Return `text` (one protocol line sent in `direction` "C" or "S") with secrets masked."""
         if direction == "S":
-            # A final reply ends an AUTH exchange; 334 continues it.
+            # A final reply ends an AUTH exchange; 334 continues it. Servers send secrets too
+            # (a token response, a Location header carrying an authorization code).
             if self._in_auth and not text.startswith("334"):
                 self._in_auth = False
-            return text
+            return redact(text)
         if self._in_auth:
             return MASK if text.strip() else text
         words = text.split()

@@ -220,9 +220,14 @@ class _Stream:
         self.transcript = transcript
         self.direction = direction
         self.buffer = b""
+        self.peer: _Stream | None = None
 
     def feed(self, data: bytes) -> None:
         t = self.transcript
+        if self.peer is not None:
+            # The other side has stopped talking: its unterminated last line (an HTTP body
+            # without a newline, say) is complete, and must come before what we say now.
+            self.peer.flush()
         if self.direction == "C":
             t.bytes_from_client += len(data)
         else:
@@ -367,6 +372,7 @@ class Wiretap:
             if self.record:
                 self.transcripts.append(transcript)
             streams = {"C": _Stream(transcript, "C"), "S": _Stream(transcript, "S")}
+            streams["C"].peer, streams["S"].peer = streams["S"], streams["C"]
             await asyncio.gather(
                 self._pump(client_reader, up_writer, streams["C"]),
                 self._pump(up_reader, client_writer, streams["S"]),

@@ -203,7 +203,7 @@ async def test_wiretap_records_http_and_masks_authorization() -> None:
         return JSONResponse({"hello": "world"})
 
     port = free_port()
-    config = uvicorn.Config(Starlette(routes=[Route("/", hello)]), host="127.0.0.1", port=port, log_level="error")
+    config = uvicorn.Config(Starlette(routes=[Route("/", hello, methods=["GET", "POST"])]), host="127.0.0.1", port=port, log_level="error")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -221,6 +221,12 @@ async def test_wiretap_records_http_and_masks_authorization() -> None:
             assert '{"hello":"world"}' in text
             assert "topsecret" not in text and "Authorization: Bearer ********" in text
             assert t.round_trips == 1
+            # A request body has no trailing newline; it still shows before the server's answer.
+            async with httpx.AsyncClient() as client:
+                await client.post(f"http://{tap.host}:{tap.port}/", content=b'{"ping":1}')
+            await asyncio.sleep(0.05)
+            lines = str(tap.last).splitlines()
+            assert lines.index('C: {"ping":1}') < next(i for i, ln in enumerate(lines) if ln.startswith("S: HTTP/1.1"))
     finally:
         server.should_exit = True
         await task

@@ -64,3 +64,13 @@ def test_ordinary_text_is_left_alone() -> None:
 
 def test_page_token_is_not_a_secret() -> None:
     assert redact("GET /messages?page_token=abc&limit=5") == "GET /messages?page_token=abc&limit=5"
+
+
+def test_server_lines_carrying_tokens_are_masked() -> None:
+    r = Redactor()
+    assert r.line("S", f'{{"access_token":"{SECRET}","refresh_token":"{SECRET}x","token_type":"Bearer"}}') == (
+        f'{{"access_token":"{MASK}","refresh_token":"{MASK}","token_type":"Bearer"}}'
+    )
+    location = r.line("S", f"location: http://127.0.0.1:8765/callback?code={SECRET}&state=xyz")
+    assert SECRET not in location and "state=xyz" in location
+    assert r.line("S", "250 2.0.0 Ok: queued as abc") == "250 2.0.0 Ok: queued as abc"
