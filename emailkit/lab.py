@@ -28,6 +28,7 @@ from .wiretap import Wiretap
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .provider.server import Provider
     from .sandbox import Sandbox
 
 __all__ = ["Lab", "connect"]
@@ -45,6 +46,36 @@ class Lab:
     sandbox: Sandbox | None = None
     note: str = ""
     _taps: list[Wiretap] = field(default_factory=list, repr=False)
+    _provider: Provider | None = field(default=None, repr=False)
+    _xoauth2_sandbox: Sandbox | None = field(default=None, repr=False)
+
+    @property
+    def provider(self) -> Provider:
+        """The local hosted-email API (REST + OAuth), started on first use.
+
+        It delivers over this lab's SMTP server and reads the mailbox through its REST API,
+        the way a hosted provider sits in front of real mail servers.
+        """
+        if self._provider is None:
+            from .provider.server import Provider
+
+            self._provider = Provider(self.api_url, self.smtp_host, self.smtp_port).start()
+        return self._provider
+
+    @property
+    def xoauth2_smtp(self) -> tuple[str, int]:
+        """An SMTP server that accepts the provider's OAuth tokens with AUTH XOAUTH2.
+
+        The sandbox does; a real Mailpit does not (it knows PLAIN and LOGIN only), so in that
+        case a second sandbox, wired to the provider, is started beside it for the XOAUTH2 demo.
+        """
+        if self.kind == "sandbox":
+            return self.smtp_host, self.smtp_port
+        if self._xoauth2_sandbox is None:
+            from .sandbox import Sandbox
+
+            self._xoauth2_sandbox = Sandbox(xoauth2=_check_xoauth2).start()
+        return self._xoauth2_sandbox.smtp_host, self._xoauth2_sandbox.smtp_port
 
     def tap(self, protocol: Literal["smtp", "http"] = "smtp", *, rtt: float = 0.0,
             block: Literal["refuse", "stall"] | None = None) -> Wiretap:
@@ -74,6 +105,8 @@ class Lab:
             ("REST API", self.api_url),
             ("messages stored", info.get("Messages", 0)),
         ]
+        if self._provider is not None:
+            rows.append(("provider (REST API)", self._provider.url))
         if self.note:
             rows.append(("note", self.note))
         return pd.DataFrame(rows, columns=["what", "value"]).set_index("what")
@@ -84,15 +117,25 @@ class Lab:
         for tap in self._taps:
             tap.close()
         self._taps.clear()
+        if self._provider is not None:
+            self._provider.close()
+            self._provider = None
         self.mailpit.close()
-        if self.sandbox is not None:
-            self.sandbox.close()
-            self.sandbox = None
+        for sandbox in (self._xoauth2_sandbox, self.sandbox):
+            if sandbox is not None:
+                sandbox.close()
+        self._xoauth2_sandbox = self.sandbox = None
         if _lab is self:
             _lab = None
 
 
 _lab: Lab | None = None
+
+
+def _check_xoauth2(username: str, token: str) -> bool:
+    """The sandbox's XOAUTH2 check: the lab's provider decides (the sandbox never imports it)."""
+    provider = _lab._provider if _lab is not None else None
+    return provider is not None and provider.check_xoauth2(username, token)
 
 
 def _port_answers(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -138,7 +181,7 @@ def connect(*, fresh: bool = False) -> Lab:
         print(f"emailkit: {note}", file=sys.stderr)
     from .sandbox import Sandbox
 
-    sandbox = Sandbox().start()
+    sandbox = Sandbox(xoauth2=_check_xoauth2).start()
     _lab = Lab("sandbox", sandbox.smtp_host, sandbox.smtp_port, sandbox.api_url, Mailpit(sandbox.api_url),
                sandbox=sandbox, note=note)
     return _lab
