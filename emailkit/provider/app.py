@@ -1,0 +1,415 @@
+"""The provider's HTTP API (FastAPI): Nylas-v3-shaped paths in front of `Service`.
+
+    app = create_app(service, oauth_router=oauth.router)
+
+Every grant-scoped route authorises first (API key, or an access token with the right
+scope for that grant), then applies the grant's rate limit. Every answer carries a
+``request-id`` header; every error is the ``{request_id, error}`` envelope
+(`emailkit.provider.errors`). ``/openapi.json`` documents it all; ``/docs`` serves
+Swagger UI from local files when the `fastapi-offline` package is installed (no CDN),
+and FastAPI's default page (which loads Swagger UI from a CDN) otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from emailkit.errors import InvalidInput
+from emailkit.provider.errors import ProviderError, error_responses, install_error_handlers, request_id_of
+from emailkit.provider.models import (
+    DataResponse,
+    DeleteResponse,
+    GrantCreate,
+    GrantOut,
+    ListResponse,
+    MessageOut,
+    SendRequest,
+    SentMessageOut,
+    TemplateCreate,
+    TemplateOut,
+    ThreadOut,
+    UpdateMessageRequest,
+    WebhookCreate,
+    WebhookCreatedOut,
+    WebhookOut,
+)
+from emailkit.provider.service import Access, Service
+from emailkit.provider.store import MessageFilter, ThreadFilter, normalise_email
+from emailkit.provider.templating import check as check_template
+from emailkit.provider.webhooks import EVENT_TYPES
+
+__all__ = ["create_app"]
+
+_bearer = HTTPBearer(auto_error=False, description="The provider's API key, or an OAuth access token for one grant")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+GrantRef = Annotated[str, Path(description="Grant ID, the grant's email address, or 'me' with an access token")]
+IncludeHeaders = Annotated[Literal["standard", "include_headers"] | None,
+                           Query(description="include_headers adds the headers array")]
+
+_ERRORS = (400, 401, 403, 404, 429, 503)
+#: Unix seconds at 9999-12-31T23:59:59Z: the largest time a filter may name.
+UNIX_MAX = 253402300799
+
+
+def _token(credentials: HTTPAuthorizationCredentials | None, request: Request) -> str | None:
+    if credentials is not None:
+        return credentials.credentials
+    header = request.headers.get("authorization")
+    if header:  # present but not "Bearer <token>"
+        raise ProviderError(401, "unauthorized", "use 'Authorization: Bearer <API key or access token>'",
+                            headers={"WWW-Authenticate": 'Bearer realm="emailkit"'})
+    return None
+
+
+def _csv(values: list[str] | None, field: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for value in values or []:
+        for part in value.split(","):
+            part = part.strip()
+            if part:
+                try:
+                    out.append(normalise_email(part, field))
+                except InvalidInput as exc:
+                    raise ProviderError(400, "invalid_request_error", f"{field}: {exc.problem}; {exc.fix}",
+                                        field=field) from None
+    return tuple(out)
+
+
+def _include_headers(fields: str | None) -> bool:
+    return fields == "include_headers"
+
+
+def _ok(request: Request, data: Any, **extra: Any) -> dict[str, Any]:
+    return {"request_id": request_id_of(request), "data": data, **extra}
+
+
+def _hash(body: bytes) -> str:
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except (ValueError, UnicodeDecodeError):
+        canonical = body
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def _access(scope: str) -> Callable[..., Awaitable[Access]]:
+    # async: checking a key or a token is quick; a sync dependency would cost a thread hop per request.
+    async def dependency(request: Request, grant_id: GrantRef, credentials: Credentials) -> Access:
+        return _service(request).authorize(_token(credentials, request), grant_id, scope)
+
+    return dependency
+
+
+async def _app_key(request: Request, credentials: Credentials) -> None:
+    _service(request).require_api_key(_token(credentials, request))
+
+
+class _RequestIds:
+    """ASGI middleware: a fresh ``request-id`` for every request, in ``request.state`` and the answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"request-id" for name, _ in headers):
+                    headers.append((b"request-id", rid.encode("ascii")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+Reader = Annotated[Access, Depends(_access("email.read"))]
+Sender = Annotated[Access, Depends(_access("email.send"))]
+AppKey = Depends(_app_key)
+
+
+def create_app(service: Service, *, oauth_router: APIRouter | None = None, title: str = "emailkit provider") -> FastAPI:
+    """The FastAPI application for `service` (mounting the OAuth server's router when given)."""
+    try:
+        from fastapi_offline import FastAPIOffline
+
+        app: FastAPI = FastAPIOffline(title=title, version="1", description=__doc__, redoc_url=None)
+    except ImportError:  # FastAPI's default /docs loads Swagger UI from a CDN (needs the network)
+        app = FastAPI(title=title, version="1", description=__doc__, redoc_url=None)
+    app.state.service = service
+    install_error_handlers(app)
+
+    app.add_middleware(_RequestIds)
+
+    if oauth_router is not None:
+        app.include_router(oauth_router)
+
+    # ------------------------------------------------------------------ grants
+
+    @app.post("/v3/grants", tags=["grants"], dependencies=[AppKey], response_model=DataResponse[GrantOut],
+              responses=error_responses(400, 401, 403), summary="Connect a mailbox (one grant per address)")
+    async def create_grant(request: Request, body: GrantCreate) -> dict[str, Any]:
+        try:
+            grant = service.store.create_grant(body.email)
+        except InvalidInput as exc:
+            raise ProviderError(400, "invalid_request_error", f"email: {exc.problem}; {exc.fix}", field="email") from None
+        return _ok(request, grant.to_json())
+
+    @app.get("/v3/grants", tags=["grants"], dependencies=[AppKey], response_model=ListResponse[GrantOut],
+             responses=error_responses(401, 403))
+    async def list_grants(request: Request) -> dict[str, Any]:
+        return _ok(request, [g.to_json() for g in service.store.grants()], next_cursor=None)
+
+    @app.get("/v3/grants/{grant_id}", tags=["grants"], response_model=DataResponse[GrantOut],
+             responses=error_responses(*_ERRORS))
+    async def get_grant(request: Request, who: Reader) -> dict[str, Any]:
+        return _ok(request, who.grant.to_json())
+
+    # ------------------------------------------------------------------ messages
+
+    @app.post("/v3/grants/{grant_id}/messages/send", tags=["messages"], response_model=DataResponse[SentMessageOut],
+              responses=error_responses(400, 401, 403, 404, 409, 422, 429, 503),
+              summary="Send a message (delivered over SMTP behind the scenes)")
+    async def send_message(
+        request: Request,
+        body: SendRequest,
+        who: Sender,
+        fields: IncludeHeaders = None,
+        idempotency_key: Annotated[str | None, Header(
+            alias="Idempotency-Key", description="At most 256 characters; a replay within the cache time returns "
+            "the first answer with Idempotent-Response: true")] = None,
+    ) -> Any:
+        include = _include_headers(fields)
+        grant = who.grant
+        if idempotency_key is None:
+            return _ok(request, await service.send(grant, body, request_id_of(request), include_headers=include))
+        if not idempotency_key.strip() or len(idempotency_key) > 256:
+            raise ProviderError(400, "invalid_idempotency_key",
+                                "Idempotency-Key must be 1 to 256 characters; use a UUID per logical send",
+                                field="Idempotency-Key")
+        digest = _hash(await request.body() + (fields or "").encode())
+        cached = service.store.idempotent(grant.id, idempotency_key, service.idempotency_ttl)
+        if cached is not None:
+            if cached["request_hash"] != digest:
+                raise ProviderError(409, "invalid_idempotent_request",
+                                    "this Idempotency-Key was used with a different request; use a new key for a "
+                                    "new send", field="Idempotency-Key")
+            return Response(cached["body"], status_code=cached["status"], media_type="application/json",
+                            headers={"Idempotent-Response": "true"})
+        slot = (grant.id, idempotency_key)
+        if slot in service.inflight:
+            raise ProviderError(409, "concurrent_idempotent_request",
+                                "a request with this Idempotency-Key is still running; wait for it, then retry",
+                                field="Idempotency-Key")
+        service.inflight.add(slot)
+        try:
+            try:
+                out = _ok(request, await service.send(grant, body, request_id_of(request), include_headers=include))
+                status, content = 200, SentMessageOut.model_validate(out["data"])
+                payload = json.dumps({"request_id": out["request_id"],
+                                      "data": content.model_dump(mode="json", by_alias=True)},
+                                     separators=(",", ":")).encode()
+            except ProviderError as exc:
+                if exc.status != 422:  # only answers given after SMTP was tried are replayed
+                    raise
+                status, payload = exc.status, json.dumps(exc.body(request_id_of(request)), separators=(",", ":")).encode()
+            service.store.remember(grant.id, idempotency_key, digest, status, payload)
+        finally:
+            service.inflight.discard(slot)
+        return Response(payload, status_code=status, media_type="application/json")
+
+    @app.get("/v3/grants/{grant_id}/messages", tags=["messages"], response_model=ListResponse[MessageOut],
+             responses=error_responses(*_ERRORS), summary="List messages, newest first")
+    async def list_messages(
+        request: Request,
+        who: Reader,
+        limit: Annotated[int, Query(ge=1, le=200, description="1 to 200")] = 50,
+        page_token: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+        subject: Annotated[str | None, Query(description="Subject contains (case-insensitive)")] = None,
+        from_: Annotated[list[str] | None, Query(alias="from", description="Sender address (comma list)")] = None,
+        to: Annotated[list[str] | None, Query(description="To address (comma list)")] = None,
+        unread: bool | None = None,
+        starred: bool | None = None,
+        thread_id: str | None = None,
+        received_after: Annotated[int | None, Query(ge=0, le=UNIX_MAX, description="Unix seconds")] = None,
+        received_before: Annotated[int | None, Query(ge=0, le=UNIX_MAX, description="Unix seconds")] = None,
+        fields: IncludeHeaders = None,
+    ) -> dict[str, Any]:
+        include = _include_headers(fields)
+        filters = MessageFilter(subject=subject, from_=_csv(from_, "from"), to=_csv(to, "to"), unread=unread,
+                                starred=starred, thread_id=thread_id, received_after=received_after,
+                                received_before=received_before)
+        await service.sync(who.grant)
+        try:
+            page = service.store.list_messages(who.grant.id, filters, limit, page_token)
+        except InvalidInput as exc:
+            raise ProviderError(400, "invalid_request_error", f"{exc.field}: {exc.problem}; {exc.fix}",
+                                field=exc.field) from None
+        data = [await service.message_json(who.grant, row, include_headers=include) for row in page.rows]
+        return _ok(request, data, next_cursor=page.next_cursor)
+
+    @app.get("/v3/grants/{grant_id}/messages/{message_id}", tags=["messages"], response_model=DataResponse[MessageOut],
+             responses=error_responses(*_ERRORS))
+    async def get_message(request: Request, who: Reader, message_id: str, fields: IncludeHeaders = None) -> dict[str, Any]:
+        include = _include_headers(fields)
+        row = await service.find_message(who.grant, message_id)
+        return _ok(request, await service.message_json(who.grant, row, include_headers=include))
+
+    @app.put("/v3/grants/{grant_id}/messages/{message_id}", tags=["messages"], response_model=DataResponse[MessageOut],
+             responses=error_responses(*_ERRORS), summary="Mark read/unread, starred (for this grant only)")
+    async def update_message(request: Request, who: Reader, message_id: str, body: UpdateMessageRequest) -> dict[str, Any]:
+        await service.find_message(who.grant, message_id)
+        service.store.set_flags(who.grant.id, message_id, unread=body.unread, starred=body.starred)
+        row = service.store.message(who.grant.id, message_id)
+        assert row is not None
+        return _ok(request, await service.message_json(who.grant, row))
+
+    # ------------------------------------------------------------------ threads
+
+    @app.get("/v3/grants/{grant_id}/threads", tags=["threads"], response_model=ListResponse[ThreadOut],
+             responses=error_responses(*_ERRORS), summary="List threads, latest activity first")
+    async def list_threads(
+        request: Request,
+        who: Reader,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        page_token: str | None = None,
+        subject: str | None = None,
+        from_: Annotated[list[str] | None, Query(alias="from")] = None,
+        to: list[str] | None = None,
+        unread: bool | None = None,
+        latest_message_after: Annotated[int | None, Query(ge=0, le=UNIX_MAX, description="Unix seconds")] = None,
+        latest_message_before: Annotated[int | None, Query(ge=0, le=UNIX_MAX, description="Unix seconds")] = None,
+    ) -> dict[str, Any]:
+        filters = ThreadFilter(subject=subject, from_=_csv(from_, "from"), to=_csv(to, "to"), unread=unread,
+                               latest_message_after=latest_message_after, latest_message_before=latest_message_before)
+        await service.sync(who.grant)
+        try:
+            ids, cursor = service.store.list_threads(who.grant.id, filters, limit, page_token)
+        except InvalidInput as exc:
+            raise ProviderError(400, "invalid_request_error", f"{exc.field}: {exc.problem}; {exc.fix}",
+                                field=exc.field) from None
+        threads = [t for t in [await service.thread_json(who.grant, i) for i in ids] if t is not None]
+        return _ok(request, threads, next_cursor=cursor)
+
+    @app.get("/v3/grants/{grant_id}/threads/{thread_id}", tags=["threads"], response_model=DataResponse[ThreadOut],
+             responses=error_responses(*_ERRORS))
+    async def get_thread(request: Request, who: Reader, thread_id: str) -> dict[str, Any]:
+        thread = await service.thread_json(who.grant, thread_id)
+        if thread is None:
+            await service.sync(who.grant)
+            thread = await service.thread_json(who.grant, thread_id)
+        if thread is None:
+            raise ProviderError(404, "not_found_error", f"no thread {thread_id!r} in grant {who.grant.email}: "
+                                "list them with GET …/threads", field="thread_id")
+        return _ok(request, thread)
+
+    # ------------------------------------------------------------------ templates
+
+    def template_json(row: dict[str, Any]) -> dict[str, Any]:
+        return {"id": row["id"], "grant_id": row["grant_id"], "object": "template", "name": row["name"],
+                "subject": row["subject"], "body": row["body"], "is_plaintext": bool(row["is_plaintext"]),
+                "engine": "jinja2", "created_at": int(row["created_at"]), "updated_at": int(row["updated_at"])}
+
+    @app.post("/v3/grants/{grant_id}/templates", tags=["templates"], response_model=DataResponse[TemplateOut],
+              responses=error_responses(*_ERRORS), summary="Store a Jinja2 template (subject + body)")
+    async def create_template(request: Request, who: Sender, body: TemplateCreate) -> dict[str, Any]:
+        try:
+            check_template(body.subject, body.body, body.is_plaintext)
+        except InvalidInput as exc:
+            raise ProviderError(400, "invalid_request_error", f"{exc.field}: {exc.problem}; {exc.fix}",
+                                field=exc.field) from None
+        row = service.store.create_template(who.grant.id, body.name, body.subject, body.body, body.is_plaintext)
+        return _ok(request, template_json(row))
+
+    @app.get("/v3/grants/{grant_id}/templates", tags=["templates"], response_model=ListResponse[TemplateOut],
+             responses=error_responses(*_ERRORS))
+    async def list_templates(request: Request, who: Sender) -> dict[str, Any]:
+        return _ok(request, [template_json(r) for r in service.store.templates(who.grant.id)], next_cursor=None)
+
+    @app.get("/v3/grants/{grant_id}/templates/{template_id}", tags=["templates"],
+             response_model=DataResponse[TemplateOut], responses=error_responses(*_ERRORS))
+    async def get_template(request: Request, who: Sender, template_id: str) -> dict[str, Any]:
+        row = service.store.template(who.grant.id, template_id)
+        if row is None:
+            raise ProviderError(404, "not_found_error", f"no template {template_id!r} in this grant",
+                                field="template_id")
+        return _ok(request, template_json(row))
+
+    @app.delete("/v3/grants/{grant_id}/templates/{template_id}", tags=["templates"], response_model=DeleteResponse,
+                responses=error_responses(*_ERRORS))
+    async def delete_template(request: Request, who: Sender, template_id: str) -> dict[str, Any]:
+        if not service.store.delete_template(who.grant.id, template_id):
+            raise ProviderError(404, "not_found_error", f"no template {template_id!r} in this grant",
+                                field="template_id")
+        return {"request_id": request_id_of(request)}
+
+    # ------------------------------------------------------------------ webhooks
+
+    def webhook_json(hook: dict[str, Any], *, secret: bool = False) -> dict[str, Any]:
+        out = {"id": hook["id"], "object": "webhook", "webhook_url": hook["url"],
+               "trigger_types": hook["trigger_types"], "description": hook["description"], "status": "active",
+               "created_at": int(hook["created_at"])}
+        if secret:
+            out["webhook_secret"] = hook["secret"]
+        return out
+
+    @app.post("/v3/webhooks", tags=["webhooks"], dependencies=[AppKey], response_model=DataResponse[WebhookCreatedOut],
+              responses=error_responses(400, 401, 403), summary="Register a webhook (its secret is shown once)")
+    async def create_webhook(request: Request, body: WebhookCreate) -> dict[str, Any]:
+        from urllib.parse import urlsplit
+
+        url = urlsplit(body.webhook_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ProviderError(400, "invalid_request_error", "webhook_url: must be an absolute http(s) URL, e.g. "
+                                "http://127.0.0.1:8000/webhook", field="webhook_url")
+        unknown = [t for t in body.trigger_types if t not in EVENT_TYPES]
+        if unknown:
+            raise ProviderError(400, "invalid_request_error", f"trigger_types: {unknown[0]!r} is not an event this "
+                                f"provider sends; use {', '.join(EVENT_TYPES)}", field="trigger_types")
+        hook = service.store.create_webhook(body.webhook_url, list(dict.fromkeys(body.trigger_types)), body.description)
+        return _ok(request, webhook_json(hook, secret=True))
+
+    @app.get("/v3/webhooks", tags=["webhooks"], dependencies=[AppKey], response_model=ListResponse[WebhookOut],
+             responses=error_responses(401, 403))
+    async def list_webhooks(request: Request) -> dict[str, Any]:
+        return _ok(request, [webhook_json(h) for h in service.store.webhooks()], next_cursor=None)
+
+    @app.get("/v3/webhooks/{webhook_id}", tags=["webhooks"], dependencies=[AppKey],
+             response_model=DataResponse[WebhookOut], responses=error_responses(401, 403, 404))
+    async def get_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
+        hook = service.store.webhook(webhook_id)
+        if hook is None:
+            raise ProviderError(404, "not_found_error", f"no webhook {webhook_id!r}", field="webhook_id")
+        return _ok(request, webhook_json(hook))
+
+    @app.delete("/v3/webhooks/{webhook_id}", tags=["webhooks"], dependencies=[AppKey], response_model=DeleteResponse,
+                responses=error_responses(401, 403, 404))
+    async def delete_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
+        if not service.store.delete_webhook(webhook_id):
+            raise ProviderError(404, "not_found_error", f"no webhook {webhook_id!r}", field="webhook_id")
+        return {"request_id": request_id_of(request)}
+
+    @app.get("/", include_in_schema=False)
+    async def root(request: Request) -> JSONResponse:
+        return JSONResponse({"name": title, "openapi": "/openapi.json", "docs": "/docs",
+                             "time": int(time.time())})
+
+    return app

@@ -1,0 +1,239 @@
+"""The provider's JSON shapes (Pydantic): what requests may carry, what responses hold.
+
+They are shaped after Nylas v3 (field names, ``{request_id, data}`` envelopes) and feed
+the OpenAPI document at ``/openapi.json``. Requests are strict: JSON types must match
+(``"true"`` is not a boolean) and unknown fields are refused with a 400 naming them, so a
+typo never silently drops a field.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AttachmentIn",
+    "AttachmentOut",
+    "CustomHeader",
+    "DataResponse",
+    "DeleteResponse",
+    "EmailName",
+    "GrantCreate",
+    "GrantOut",
+    "HeaderOut",
+    "ListResponse",
+    "MessageOut",
+    "RefusedRecipient",
+    "SendRequest",
+    "SentMessageOut",
+    "TemplateCreate",
+    "TemplateOut",
+    "TemplateRef",
+    "ThreadOut",
+    "UpdateMessageRequest",
+    "WebhookCreate",
+    "WebhookCreatedOut",
+    "WebhookOut",
+]
+
+T = TypeVar("T")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+
+class EmailName(_Request):
+    email: str = Field(description="The address, e.g. ann@example.com", examples=["ann@example.com"])
+    name: str | None = Field(None, description="Display name")
+
+
+class CustomHeader(_Request):
+    name: str = Field(description="Header name, e.g. X-Campaign (not From, To, Subject, … nor threading headers)")
+    value: str = Field(description="Header value, one line")
+
+
+class TemplateRef(_Request):
+    id: str = Field(description="ID of a template created with POST …/templates")
+    variables: dict[str, object] = Field(default_factory=dict, description="Values for the template's variables")
+
+
+class AttachmentIn(_Request):
+    filename: str
+    content_type: str = Field(description="MIME type, e.g. application/pdf")
+    content: str = Field(description="The file, base64-encoded")
+    content_id: str | None = Field(None, description="Set to reference it inline from HTML as cid:<content_id>")
+
+
+class SendRequest(_Request):
+    """Body of ``POST /v3/grants/{grant_id}/messages/send``."""
+
+    to: list[EmailName] = Field(default_factory=list)
+    cc: list[EmailName] = Field(default_factory=list)
+    bcc: list[EmailName] = Field(default_factory=list)
+    reply_to: list[EmailName] = Field(default_factory=list)
+    from_: list[EmailName] | None = Field(None, alias="from", description="At most one: the grant's own address "
+                                          "(a display name may be set). Omitted: the grant's address.")
+    subject: str | None = Field(None, description="Defaults to the template's subject, or 'Re: <parent subject>' "
+                                "when replying")
+    body: str | None = Field(None, description="HTML, or plain text with is_plaintext")
+    is_plaintext: bool = False
+    reply_to_message_id: str | None = Field(None, description="ID of the message this replies to: the provider sets "
+                                            "In-Reply-To and References and the reply joins its thread")
+    custom_headers: list[CustomHeader] = Field(default_factory=list)
+    template: TemplateRef | None = Field(None, description="Render a stored template instead of giving body")
+    attachments: list[AttachmentIn] = Field(default_factory=list)
+
+
+class UpdateMessageRequest(_Request):
+    """Body of ``PUT /v3/grants/{grant_id}/messages/{message_id}``."""
+
+    unread: bool | None = None
+    starred: bool | None = None
+
+
+class TemplateCreate(_Request):
+    name: str = Field(min_length=1, max_length=200)
+    subject: str = Field(description="Jinja2 template of the subject")
+    body: str = Field(description="Jinja2 template of the body (HTML unless is_plaintext)")
+    is_plaintext: bool = False
+
+
+class WebhookCreate(_Request):
+    webhook_url: str = Field(description="http(s) URL that receives the POSTs")
+    trigger_types: list[str] = Field(min_length=1, description="message.sent, message.created, message.bounced")
+    description: str = ""
+
+
+class GrantCreate(_Request):
+    email: str = Field(description="The mailbox address; one grant per address")
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class EmailNameOut(BaseModel):
+    name: str
+    email: str
+
+
+class HeaderOut(BaseModel):
+    name: str
+    value: str
+
+
+class AttachmentOut(BaseModel):
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    content_id: str | None = None
+    is_inline: bool = False
+
+
+class MessageOut(BaseModel):
+    id: str = Field(description="The provider's message ID (Mailpit's database ID)")
+    grant_id: str
+    object: Literal["message"] = "message"
+    thread_id: str
+    message_id: str = Field(description="RFC 5322 Message-ID with angle brackets (emailkit extension)")
+    subject: str
+    from_: list[EmailNameOut] = Field(alias="from")
+    to: list[EmailNameOut]
+    cc: list[EmailNameOut]
+    bcc: list[EmailNameOut]
+    reply_to: list[EmailNameOut]
+    date: int = Field(description="Date header, Unix seconds")
+    created_at: int = Field(description="When Mailpit received it, Unix seconds")
+    unread: bool
+    starred: bool
+    snippet: str
+    body: str
+    attachments: list[AttachmentOut]
+    folders: list[str] = Field(description="INBOX and/or SENT, from this grant's point of view")
+    headers: list[HeaderOut] | None = Field(None, description="Only with fields=include_headers")
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class RefusedRecipient(BaseModel):
+    email: str
+    smtp_code: int
+    smtp_reply: str
+
+
+class SentMessageOut(MessageOut):
+    refused_recipients: list[RefusedRecipient] = Field(
+        default_factory=list, description="Recipients the SMTP server refused while accepting the others")
+
+
+class ThreadOut(BaseModel):
+    id: str
+    grant_id: str
+    object: Literal["thread"] = "thread"
+    subject: str
+    snippet: str
+    participants: list[EmailNameOut]
+    message_ids: list[str]
+    draft_ids: list[str]
+    folders: list[str]
+    has_attachments: bool
+    has_drafts: bool
+    starred: bool
+    unread: bool
+    earliest_message_date: int
+    latest_message_received_date: int | None
+    latest_message_sent_date: int | None
+    latest_draft_or_message: MessageOut
+
+
+class TemplateOut(BaseModel):
+    id: str
+    grant_id: str
+    object: Literal["template"] = "template"
+    name: str
+    subject: str
+    body: str
+    is_plaintext: bool
+    engine: Literal["jinja2"] = "jinja2"
+    created_at: int
+    updated_at: int
+
+
+class WebhookOut(BaseModel):
+    id: str
+    object: Literal["webhook"] = "webhook"
+    webhook_url: str
+    trigger_types: list[str]
+    description: str
+    status: Literal["active"] = "active"
+    created_at: int
+
+
+class WebhookCreatedOut(WebhookOut):
+    webhook_secret: str = Field(description="HMAC-SHA256 key of X-Emailkit-Signature; shown only here, once")
+
+
+class GrantOut(BaseModel):
+    id: str
+    object: Literal["grant"] = "grant"
+    provider: str
+    grant_status: str
+    email: str
+    created_at: int
+
+
+class DataResponse(BaseModel, Generic[T]):
+    request_id: str
+    data: T
+
+
+class ListResponse(BaseModel, Generic[T]):
+    request_id: str
+    data: list[T]
+    next_cursor: str | None = Field(None, description="Pass as page_token for the next page; null on the last")
+
+
+class DeleteResponse(BaseModel):
+    request_id: str

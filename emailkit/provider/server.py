@@ -1,0 +1,316 @@
+"""`Provider`: the local hosted-email API, running in-process (notebooks, tests) or as a service.
+
+    with Provider(lab.api_url, lab.smtp_host, lab.smtp_port) as provider:
+        grant = provider.create_grant("ann@example.com")
+        httpx.post(f"{provider.url}/v3/grants/{grant.id}/messages/send",
+                   headers={"Authorization": f"Bearer {provider.api_key}"}, json={...})
+
+It serves the REST API with uvicorn on a `BackgroundLoop`, relays sends over one reused
+SMTP session to Mailpit (or the sandbox), reads inbound mail from Mailpit's REST API,
+and runs the OAuth authorization server whose tokens also work for SMTP XOAUTH2.
+``emailkit provider --mailpit URL --smtp HOST:PORT --listen 127.0.0.1:8090`` runs one
+until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from emailkit.background import BackgroundLoop
+from emailkit.errors import InvalidInput
+from emailkit.mailpit import AsyncMailpit
+from emailkit.provider.app import create_app
+from emailkit.provider.mailbox import Mailbox
+from emailkit.provider.oauth import OAuth
+from emailkit.provider.outbound import Outbound
+from emailkit.provider.ratelimit import TokenBucket
+from emailkit.provider.service import Service
+from emailkit.provider.store import Grant, Store
+from emailkit.provider.webhooks import Dispatcher
+from emailkit.wiretap import Transcript
+
+__all__ = ["Provider", "add_arguments", "run"]
+
+
+class Provider:
+    """The hosted-API stand-in: `start()`/`close()` or ``with``; `.url`, `.api_key`, `.create_grant()`.
+
+    `rate_limit` is requests per second per grant (burst the same); `poll_interval` the
+    seconds between looks for inbound mail while a webhook subscribes to message.created
+    (None: only on reads); `record_smtp=True` keeps the outbound SMTP transcript.
+    """
+
+    def __init__(
+        self,
+        mailpit_url: str,
+        smtp_host: str,
+        smtp_port: int,
+        *,
+        listen: tuple[str, int] = ("127.0.0.1", 0),
+        database: str | os.PathLike[str] | None = None,
+        api_key: str | None = None,
+        record_smtp: bool = False,
+        rate_limit: float = 200.0,
+        rate_burst: int | None = None,
+        poll_interval: float | None = 1.0,
+        max_recipients: int = 100,
+        webhook_attempts: int = 5,
+        webhook_wait_initial: float = 0.2,
+        access_token_ttl: int = 3600,
+    ) -> None:
+        self.mailpit_url = mailpit_url.rstrip("/")
+        self.smtp_host, self.smtp_port = smtp_host, int(smtp_port)
+        self.listen = listen
+        self.database = str(database) if database is not None else None
+        self.api_key = api_key or secrets.token_urlsafe(32)
+        self._record_smtp = record_smtp
+        self.rate_limit, self.rate_burst, self.poll_interval = rate_limit, rate_burst, poll_interval
+        self.max_recipients = max_recipients
+        self.webhook_attempts, self.webhook_wait_initial = webhook_attempts, webhook_wait_initial
+        self.store = Store(self.database)
+        self.oauth = OAuth(self.database, self.store, access_token_ttl=access_token_ttl)
+        self.service: Service | None = None
+        self.app: Any = None
+        self.host, self.port = listen
+        self._loop: BackgroundLoop | None = None
+        self._server: Any = None
+        self._task: Any = None
+        self._socket: socket.socket | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Provider:
+        """Start serving; returns once the API accepts connections."""
+        if self._loop is not None:
+            return self
+        try:
+            self._loop = BackgroundLoop(name="emailkit-provider")
+            self.service = self._loop.run(self._build())
+            self.app = create_app(self.service, oauth_router=self.oauth.router)
+            self._serve()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    async def _build(self) -> Service:
+        mailpit = AsyncMailpit(self.mailpit_url, timeout=10.0)
+        service = Service(
+            store=self.store,
+            mailbox=Mailbox(self.store, mailpit),
+            outbound=Outbound(self.smtp_host, self.smtp_port, record=self._record_smtp),
+            dispatcher=Dispatcher(self.store, attempts=self.webhook_attempts, wait_initial=self.webhook_wait_initial),
+            limiter=TokenBucket(self.rate_limit, self.rate_burst),
+            oauth=self.oauth,
+            api_key=self.api_key,
+            max_recipients=self.max_recipients,
+            poll_interval=self.poll_interval,
+        )
+        service.start_polling()
+        return service
+
+    def _serve(self) -> None:
+        import uvicorn
+
+        assert self._loop is not None
+        host, port = self.listen
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on accepted sockets whose proto says
+        # TCP; without it each response waits ~40 ms for the client's delayed ACK (Nagle).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+        self._socket = sock
+        self.host, self.port = host, sock.getsockname()[1]
+        config = uvicorn.Config(self.app, log_config=None, log_level="warning", access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=2, server_header=False)
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.run_coroutine_threadsafe(self._server.serve(sockets=[sock]), self._loop.loop)
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("the provider's HTTP server stopped during start-up")
+            if time.monotonic() > deadline:
+                raise TimeoutError("the provider's HTTP server did not start within 10 s")
+            time.sleep(0.002)
+
+    def close(self) -> None:
+        """Stop serving, finish the SMTP session politely, close the store."""
+        if self._server is not None:
+            self._server.should_exit = True
+            try:
+                self._task.result(timeout=5)
+            except Exception:  # noqa: BLE001 - shutting down
+                pass
+            self._server = None
+        if self._loop is not None:
+            if self.service is not None:
+                try:
+                    self._loop.run(self.service.aclose(), timeout=10)
+                except Exception:  # noqa: BLE001 - shutting down
+                    pass
+            self._loop.close()
+            self._loop = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        self.oauth.close()
+        self.store.close()
+
+    def __enter__(self) -> Provider:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ use
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    def create_grant(self, email: str) -> Grant:
+        """The grant for mailbox `email` (created once; the same grant for the same address)."""
+        return self.store.create_grant(email)
+
+    def check_xoauth2(self, username: str, token: str) -> bool:
+        """For the sandbox's SMTP server: is `token` valid for sending as `username`?"""
+        return self.oauth.check_xoauth2(username, token)
+
+    @property
+    def record_smtp(self) -> bool:
+        """Whether the outbound SMTP session is recorded (settable: the next send opens a new session)."""
+        return self._record_smtp
+
+    @record_smtp.setter
+    def record_smtp(self, value: bool) -> None:
+        self._record_smtp = bool(value)
+        if self.service is not None and self._loop is not None:
+            self._loop.run(self.service.outbound.set_record(self._record_smtp), timeout=30)
+
+    @property
+    def smtp_transcript(self) -> Transcript | None:
+        """The outbound SMTP session's transcript so far (with record_smtp=True)."""
+        return self.service.outbound.transcript if self.service else None
+
+    @property
+    def last_smtp_exchange(self) -> Transcript | None:
+        """The SMTP conversation behind the most recent send (with record_smtp=True)."""
+        return self.service.outbound.last_exchange if self.service else None
+
+    @property
+    def smtp_connections(self) -> int:
+        """SMTP sessions opened so far (stays 1 while the reused session lives)."""
+        return self.service.outbound.connections if self.service else 0
+
+    @property
+    def mailpit_requests(self) -> int:
+        """Requests the provider made to Mailpit's API so far (the read path's hidden cost)."""
+        return self.service.mailbox.mailpit_requests if self.service else 0
+
+    def drain_webhooks(self, timeout: float = 10.0) -> bool:
+        """Wait until queued webhook deliveries finished (delivered or given up)."""
+        if self.service is None or self._loop is None:
+            return True
+        return bool(self._loop.run(self.service.dispatcher.drain(timeout), timeout=timeout + 5))
+
+    def webhook_deliveries(self) -> Any:
+        """Every delivery attempt so far as a DataFrame (webhook, event, attempt, status, error)."""
+        import pandas as pd
+
+        rows = self.store.deliveries()
+        return pd.DataFrame(rows, columns=["seq", "webhook_id", "event_id", "type", "attempt", "status_code",
+                                           "error", "at"])
+
+    def __repr__(self) -> str:
+        state = self.url if self._server is not None else "not started"
+        return f"<Provider {state} smtp={self.smtp_host}:{self.smtp_port} mailpit={self.mailpit_url}>"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _hostport(value: str, field: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise InvalidInput(field, f"{value!r} is not HOST:PORT", fix=f"write it like 127.0.0.1:{'1025' if field == '--smtp' else '8090'}")
+    return host or "127.0.0.1", int(port)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `emailkit provider`."""
+    parser.add_argument("--mailpit", default=os.environ.get("MAILPIT_URL", "http://127.0.0.1:8025"),
+                        help="Mailpit (or sandbox) API URL (default: $MAILPIT_URL or http://127.0.0.1:8025)")
+    parser.add_argument("--smtp", default=os.environ.get("MAILPIT_SMTP", "127.0.0.1:1025"),
+                        help="SMTP server HOST:PORT the provider relays to (default: $MAILPIT_SMTP or 127.0.0.1:1025)")
+    parser.add_argument("--listen", default="127.0.0.1:8090", help="HOST:PORT to serve the API on")
+    parser.add_argument("--database", default=None, help="SQLite file (default: in memory, lost on exit)")
+    parser.add_argument("--api-key", default=os.environ.get("EMAILKIT_PROVIDER_API_KEY"),
+                        help="API key (default: $EMAILKIT_PROVIDER_API_KEY, else a new random one)")
+    parser.add_argument("--grant", action="append", default=[], metavar="EMAIL",
+                        help="create a grant for this address at start (repeatable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`emailkit provider`: serve until Ctrl-C or SIGTERM."""
+    try:
+        smtp_host, smtp_port = _hostport(args.smtp, "--smtp")
+        listen = _hostport(args.listen, "--listen")
+    except InvalidInput as exc:
+        print(f"emailkit provider: {exc}", file=sys.stderr)
+        return 2
+    provider = Provider(args.mailpit, smtp_host, smtp_port, listen=listen, database=args.database,
+                        api_key=args.api_key)
+    try:
+        provider.start()
+    except OSError as exc:
+        print(f"emailkit provider: cannot listen on {args.listen}: {exc}", file=sys.stderr)
+        provider.close()
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for email in args.grant:
+            grant = provider.create_grant(email)
+            print(f"grant {grant.id} for {grant.email}")
+        print(f"emailkit provider listening on {provider.url} (docs: {provider.url}/docs)")
+        print(f"relaying to SMTP {smtp_host}:{smtp_port}, reading from {provider.mailpit_url}")
+        if args.api_key:
+            print("API key: as given (--api-key / $EMAILKIT_PROVIDER_API_KEY)")
+        else:
+            print(f"API key: {provider.api_key}")
+        print("Ctrl-C stops it.", flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        provider.close()
+        print("emailkit provider stopped.")
+    return 0
+
+
+if __name__ == "__main__":  # python -m emailkit.provider.server (the same as `emailkit provider`)
+    _parser = argparse.ArgumentParser(prog="emailkit provider", description=__doc__.splitlines()[0])
+    add_arguments(_parser)
+    sys.exit(run(_parser.parse_args()))

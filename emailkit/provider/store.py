@@ -1,0 +1,581 @@
+"""The provider's own SQLite store: grants, the message index, threads, idempotency, webhooks, templates.
+
+Mailpit holds the mail; the provider keeps what Mailpit does not: which grant sees which
+message (and its unread/starred state for that grant), the Message-ID → thread index that
+makes ``thread_id`` work, cached bodies, records of what it sent, the idempotency cache,
+webhook registrations and deliveries, and templates.
+
+Threads are connected sets of Message-IDs (a message, the IDs it references, and so on).
+A new message joins the thread of any ID it shares; when it links two threads they merge
+into the older one. The grouping therefore does not depend on the order mail arrives in
+(the same rule as `emailkit.threads.group`).
+
+One connection, one lock: the store is used from the provider's event loop and from the
+OAuth server's worker threads, and every write is one transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import secrets
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from emailkit.errors import InvalidInput
+from emailkit.message import parse_address
+
+__all__ = ["Grant", "MessageFilter", "Page", "Store", "ThreadFilter"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS grants (
+    id TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,             -- Mailpit's database ID: the message ID of this API
+    message_id TEXT NOT NULL,        -- RFC 5322 Message-ID, with < >
+    thread_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    from_json TEXT NOT NULL, to_json TEXT NOT NULL, cc_json TEXT NOT NULL,
+    bcc_json TEXT NOT NULL, reply_to_json TEXT NOT NULL,
+    from_addrs TEXT NOT NULL, to_addrs TEXT NOT NULL, cc_addrs TEXT NOT NULL, bcc_addrs TEXT NOT NULL,
+    created REAL NOT NULL,           -- when Mailpit received it (Unix s)
+    date REAL NOT NULL,              -- its Date header (Unix s)
+    snippet TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    attachments INTEGER NOT NULL,
+    in_reply_to TEXT NOT NULL,
+    refs TEXT NOT NULL,
+    headers_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_thread ON messages (thread_id);
+CREATE INDEX IF NOT EXISTS messages_created ON messages (created, id);
+CREATE TABLE IF NOT EXISTS thread_ids (
+    msgid TEXT PRIMARY KEY,          -- any Message-ID seen or referenced
+    thread_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS thread_ids_thread ON thread_ids (thread_id);
+CREATE TABLE IF NOT EXISTS threads (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS grant_messages (
+    grant_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,        -- messages.id
+    visible INTEGER NOT NULL,        -- to/from the grant's address (0: matched the search only)
+    unread INTEGER NOT NULL,
+    starred INTEGER NOT NULL,
+    sent INTEGER NOT NULL,
+    received INTEGER NOT NULL,
+    PRIMARY KEY (grant_id, message_id)
+);
+CREATE TABLE IF NOT EXISTS bodies (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    is_html INTEGER NOT NULL,
+    attachments_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sent (
+    id TEXT PRIMARY KEY,
+    grant_id TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    smtp_code INTEGER NOT NULL,
+    smtp_reply TEXT NOT NULL,
+    refused_json TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    grant_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (grant_id, key)
+);
+CREATE TABLE IF NOT EXISTS webhooks (
+    id TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    trigger_types TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    description TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    webhook_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    status_code INTEGER,
+    error TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS templates (
+    id TEXT PRIMARY KEY,
+    grant_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    is_plaintext INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A mailbox connected to the provider: one per address."""
+
+    id: str
+    email: str
+    created_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "grant",
+            "provider": "emailkit",
+            "grant_status": "valid",
+            "email": self.email,
+            "created_at": int(self.created_at),
+        }
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """The filters of ``GET …/messages`` (None = not filtered)."""
+
+    subject: str | None = None
+    from_: tuple[str, ...] = ()
+    to: tuple[str, ...] = ()
+    unread: bool | None = None
+    starred: bool | None = None
+    thread_id: str | None = None
+    received_after: int | None = None
+    received_before: int | None = None
+
+
+@dataclass(frozen=True)
+class ThreadFilter:
+    """The filters of ``GET …/threads``."""
+
+    subject: str | None = None
+    from_: tuple[str, ...] = ()
+    to: tuple[str, ...] = ()
+    unread: bool | None = None
+    latest_message_after: int | None = None
+    latest_message_before: int | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def _addrs(items: Iterable[dict[str, str]]) -> str:
+    """Addresses as " a@x b@y " (lower-case, space-delimited) for exact LIKE matching."""
+    return " " + " ".join(i["email"].casefold() for i in items if i.get("email")) + " "
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(token: str, size: int) -> list[Any]:
+    """A page token back to its key; raises InvalidInput for anything this store did not issue."""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        if isinstance(values, list) and len(values) == size and isinstance(values[0], (int, float)) \
+                and not isinstance(values[0], bool) and all(isinstance(v, str) for v in values[1:]):
+            first = float(values[0])  # a time; a huge integer would overflow SQLite's INTEGER
+            if math.isfinite(first):
+                return [first, *values[1:]]
+    except (ValueError, UnicodeError, TypeError, OverflowError):
+        pass
+    raise InvalidInput("page_token", "is not a page token this API issued",
+                       fix="pass the next_cursor of the previous page unchanged, or omit page_token for the first page")
+
+
+def normalise_email(email: str, field: str = "email") -> str:
+    """Check an address and return it as given (the mailbox part), e.g. for a grant."""
+    if not isinstance(email, str):
+        raise InvalidInput(field, "must be a string", fix='pass an address like "ann@example.com"')
+    name, address = parse_address(email, field)
+    if name:
+        raise InvalidInput(field, "must be a bare address, without a display name", fix='pass "ann@example.com"')
+    return address
+
+
+class Store:
+    """The provider's SQLite database (a file, or memory when `path` is None)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = str(path) if path is not None else None
+        self.lock = threading.RLock()
+        self.db = sqlite3.connect(self.path or ":memory:", check_same_thread=False, isolation_level=None, timeout=5.0)
+        self.db.row_factory = sqlite3.Row
+        if self.path:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        with self.lock:
+            self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _all(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(r) for r in self.db.execute(sql, tuple(params)).fetchall()]
+
+    def _one(self, sql: str, params: Iterable[Any] = ()) -> dict[str, Any] | None:
+        with self.lock:
+            row = self.db.execute(sql, tuple(params)).fetchone()
+        return dict(row) if row is not None else None
+
+    # ------------------------------------------------------------------ grants
+
+    def create_grant(self, email: str) -> Grant:
+        """The grant for `email`, created on first use (one grant per address, any letter case)."""
+        address = normalise_email(email)
+        with self._tx() as db:
+            row = db.execute("SELECT id, email, created_at FROM grants WHERE email = ?", (address,)).fetchone()
+            if row is None:
+                grant = Grant(str(uuid.uuid4()), address, time.time())
+                db.execute("INSERT INTO grants (id, email, created_at) VALUES (?, ?, ?)",
+                           (grant.id, grant.email, grant.created_at))
+                return grant
+        return Grant(row["id"], row["email"], row["created_at"])
+
+    def grant(self, ident: str) -> Grant | None:
+        """A grant by ID or by email address."""
+        row = self._one("SELECT id, email, created_at FROM grants WHERE id = ? OR email = ?", (ident, ident))
+        return Grant(row["id"], row["email"], row["created_at"]) if row else None
+
+    def grants(self) -> list[Grant]:
+        return [Grant(r["id"], r["email"], r["created_at"])
+                for r in self._all("SELECT id, email, created_at FROM grants ORDER BY created_at, id")]
+
+    # GrantLookup for emailkit.provider.oauth
+    def grant_for_email(self, email: str) -> str:
+        return self.create_grant(email).id
+
+    def email_for_grant(self, grant_id: str) -> str | None:
+        row = self._one("SELECT email FROM grants WHERE id = ?", (grant_id,))
+        return row["email"] if row else None
+
+    # ------------------------------------------------------------------ the message index
+
+    def seen_ids(self, grant_id: str) -> set[str]:
+        """Every Mailpit ID examined for this grant (visible or not)."""
+        with self.lock:
+            return {r[0] for r in self.db.execute("SELECT message_id FROM grant_messages WHERE grant_id = ?", (grant_id,))}
+
+    def indexed(self, ids: Iterable[str]) -> set[str]:
+        ids = list(ids)
+        if not ids:
+            return set()
+        out: set[str] = set()
+        with self.lock:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                out |= {r[0] for r in self.db.execute(f"SELECT id FROM messages WHERE id IN ({marks})", chunk)}
+        return out
+
+    def forget(self, grant_id: str, ids: Iterable[str]) -> None:
+        """Drop messages that disappeared from Mailpit from this grant's view."""
+        with self._tx() as db:
+            for mid in ids:
+                db.execute("DELETE FROM grant_messages WHERE grant_id = ? AND message_id = ?", (grant_id, mid))
+
+    def add_message(self, row: dict[str, Any]) -> str:
+        """Index one message (idempotent) and return its thread ID.
+
+        `row` has the ``messages`` columns except ``thread_id``, addresses as lists of
+        ``{"name", "email"}`` under ``from``/``to``/``cc``/``bcc``/``reply_to``, and
+        ``references`` as a list of Message-IDs.
+        """
+        with self._tx() as db:
+            existing = db.execute("SELECT thread_id FROM messages WHERE id = ?", (row["id"],)).fetchone()
+            if existing is not None:
+                return str(existing[0])
+            thread_id = self._assign_thread(db, [row["message_id"], *row["references"]], row["created"])
+            db.execute(
+                "INSERT INTO messages (id, message_id, thread_id, subject, from_json, to_json, cc_json, bcc_json,"
+                " reply_to_json, from_addrs, to_addrs, cc_addrs, bcc_addrs, created, date, snippet, size,"
+                " attachments, in_reply_to, refs, headers_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (row["id"], row["message_id"], thread_id, row["subject"],
+                 json.dumps(row["from"]), json.dumps(row["to"]), json.dumps(row["cc"]), json.dumps(row["bcc"]),
+                 json.dumps(row["reply_to"]), _addrs(row["from"]), _addrs(row["to"]), _addrs(row["cc"]),
+                 _addrs(row["bcc"]), row["created"], row["date"], row["snippet"], row["size"], row["attachments"],
+                 row["in_reply_to"], " ".join(row["references"]), json.dumps(row["headers"])),
+            )
+            return thread_id
+
+    @staticmethod
+    def _assign_thread(db: sqlite3.Connection, msgids: list[str], created: float) -> str:
+        msgids = [m for m in dict.fromkeys(msgids) if m]
+        marks = ",".join("?" * len(msgids))
+        found = {r[0] for r in db.execute(f"SELECT DISTINCT thread_id FROM thread_ids WHERE msgid IN ({marks})", msgids)}
+        if not found:
+            thread_id = uuid.uuid4().hex
+            db.execute("INSERT INTO threads (id, created) VALUES (?, ?)", (thread_id, created))
+        else:
+            ordered = db.execute(
+                f"SELECT id FROM threads WHERE id IN ({','.join('?' * len(found))}) ORDER BY created, id",
+                sorted(found)).fetchall()
+            thread_id = ordered[0][0] if ordered else sorted(found)[0]
+            for other in found - {thread_id}:  # this message links two conversations: merge them
+                db.execute("UPDATE messages SET thread_id = ? WHERE thread_id = ?", (thread_id, other))
+                db.execute("UPDATE thread_ids SET thread_id = ? WHERE thread_id = ?", (thread_id, other))
+                db.execute("DELETE FROM threads WHERE id = ?", (other,))
+        db.executemany("INSERT OR REPLACE INTO thread_ids (msgid, thread_id) VALUES (?, ?)",
+                       [(m, thread_id) for m in msgids])
+        return thread_id
+
+    def link(self, grant_id: str, message_id: str, *, visible: bool, sent: bool = False,
+             received: bool = False) -> bool:
+        """Record that `grant_id` has examined `message_id`; True if this is the first time."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO grant_messages (grant_id, message_id, visible, unread, starred, sent, received)"
+                " VALUES (?, ?, ?, ?, 0, ?, ?)",
+                (grant_id, message_id, int(visible), int(visible and received and not sent), int(sent), int(received)),
+            )
+            return cur.rowcount > 0
+
+    _MESSAGE_COLUMNS = ("m.*, g.unread AS unread, g.starred AS starred, g.sent AS sent, g.received AS received")
+
+    def message(self, grant_id: str, message_id: str) -> dict[str, Any] | None:
+        return self._one(
+            f"SELECT {self._MESSAGE_COLUMNS} FROM grant_messages g JOIN messages m ON m.id = g.message_id"
+            " WHERE g.grant_id = ? AND g.visible = 1 AND m.id = ?", (grant_id, message_id))
+
+    def list_messages(self, grant_id: str, filters: MessageFilter, limit: int, cursor: str | None) -> Page:
+        where = ["g.grant_id = ?", "g.visible = 1"]
+        params: list[Any] = [grant_id]
+        if filters.subject:
+            where.append("m.subject LIKE ? ESCAPE '\\'")
+            params.append(_like(filters.subject))
+        for column, values in (("from_addrs", filters.from_), ("to_addrs", filters.to)):
+            if values:
+                where.append("(" + " OR ".join(f"m.{column} LIKE ? ESCAPE '\\'" for _ in values) + ")")
+                params += [_like(f" {v.casefold()} ") for v in values]
+        if filters.unread is not None:
+            where.append("g.unread = ?")
+            params.append(int(filters.unread))
+        if filters.starred is not None:
+            where.append("g.starred = ?")
+            params.append(int(filters.starred))
+        if filters.thread_id:
+            where.append("m.thread_id = ?")
+            params.append(filters.thread_id)
+        if filters.received_after is not None:
+            where.append("m.created >= ?")
+            params.append(filters.received_after)
+        if filters.received_before is not None:
+            where.append("m.created < ?")
+            params.append(filters.received_before)
+        if cursor:
+            created, last_id = decode_cursor(cursor, 2)
+            where.append("(m.created < ? OR (m.created = ? AND m.id < ?))")
+            params += [created, created, last_id]
+        rows = self._all(
+            f"SELECT {self._MESSAGE_COLUMNS} FROM grant_messages g JOIN messages m ON m.id = g.message_id"
+            f" WHERE {' AND '.join(where)} ORDER BY m.created DESC, m.id DESC LIMIT ?", [*params, limit + 1])
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor([rows[-1]["created"], rows[-1]["id"]]) if more and rows else None
+        return Page(rows, next_cursor)
+
+    def set_flags(self, grant_id: str, message_id: str, *, unread: bool | None, starred: bool | None) -> None:
+        with self._tx() as db:
+            if unread is not None:
+                db.execute("UPDATE grant_messages SET unread = ? WHERE grant_id = ? AND message_id = ?",
+                           (int(unread), grant_id, message_id))
+            if starred is not None:
+                db.execute("UPDATE grant_messages SET starred = ? WHERE grant_id = ? AND message_id = ?",
+                           (int(starred), grant_id, message_id))
+
+    def thread_messages(self, grant_id: str, thread_id: str) -> list[dict[str, Any]]:
+        """The grant's messages in a thread, oldest first."""
+        return self._all(
+            f"SELECT {self._MESSAGE_COLUMNS} FROM grant_messages g JOIN messages m ON m.id = g.message_id"
+            " WHERE g.grant_id = ? AND g.visible = 1 AND m.thread_id = ? ORDER BY m.created, m.id",
+            (grant_id, thread_id))
+
+    def list_threads(self, grant_id: str, filters: ThreadFilter, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
+        having: list[str] = []
+        params: list[Any] = [grant_id]
+        if filters.subject:
+            having.append("SUM(subject LIKE ? ESCAPE '\\') > 0")
+            params.append(_like(filters.subject))
+        for column, values in (("from_addrs", filters.from_), ("to_addrs", filters.to)):
+            if values:
+                having.append("(" + " OR ".join(f"SUM({column} LIKE ? ESCAPE '\\') > 0" for _ in values) + ")")
+                params += [_like(f" {v.casefold()} ") for v in values]
+        if filters.unread is not None:
+            having.append("MAX(unread) = ?")
+            params.append(int(filters.unread))
+        if filters.latest_message_after is not None:
+            having.append("MAX(created) >= ?")
+            params.append(filters.latest_message_after)
+        if filters.latest_message_before is not None:
+            having.append("MAX(created) < ?")
+            params.append(filters.latest_message_before)
+        if cursor:
+            latest, last_id = decode_cursor(cursor, 2)
+            having.append("(MAX(created) < ? OR (MAX(created) = ? AND thread_id < ?))")
+            params += [latest, latest, last_id]
+        sql = (
+            "SELECT thread_id, MAX(created) AS latest FROM ("
+            " SELECT m.thread_id, m.subject, m.from_addrs, m.to_addrs, m.created, g.unread"
+            " FROM grant_messages g JOIN messages m ON m.id = g.message_id WHERE g.grant_id = ? AND g.visible = 1)"
+            " GROUP BY thread_id"
+            + (" HAVING " + " AND ".join(having) if having else "")
+            + " ORDER BY latest DESC, thread_id DESC LIMIT ?"
+        )
+        rows = self._all(sql, [*params, limit + 1])
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor([rows[-1]["latest"], rows[-1]["thread_id"]]) if more and rows else None
+        return [r["thread_id"] for r in rows], next_cursor
+
+    def message_by_rfc_id(self, grant_id: str, rfc_message_id: str) -> dict[str, Any] | None:
+        return self._one(
+            f"SELECT {self._MESSAGE_COLUMNS} FROM grant_messages g JOIN messages m ON m.id = g.message_id"
+            " WHERE g.grant_id = ? AND g.visible = 1 AND m.message_id = ? ORDER BY m.created LIMIT 1",
+            (grant_id, rfc_message_id))
+
+    # ------------------------------------------------------------------ bodies
+
+    def body(self, message_id: str) -> dict[str, Any] | None:
+        row = self._one("SELECT body, is_html, attachments_json FROM bodies WHERE id = ?", (message_id,))
+        if row is None:
+            return None
+        return {"body": row["body"], "is_html": bool(row["is_html"]), "attachments": json.loads(row["attachments_json"])}
+
+    def put_body(self, message_id: str, body: str, is_html: bool, attachments: list[dict[str, Any]]) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO bodies (id, body, is_html, attachments_json) VALUES (?, ?, ?, ?)",
+                       (message_id, body, int(is_html), json.dumps(attachments)))
+
+    # ------------------------------------------------------------------ sent records
+
+    def record_sent(self, *, id: str, grant_id: str, request_id: str, message_id: str, smtp_code: int,
+                    smtp_reply: str, refused: dict[str, tuple[int, str]]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO sent (id, grant_id, request_id, message_id, smtp_code, smtp_reply,"
+                " refused_json, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (id, grant_id, request_id, message_id, smtp_code, smtp_reply,
+                 json.dumps({k: list(v) for k, v in refused.items()}), time.time()))
+
+    def sent_records(self, grant_id: str | None = None) -> list[dict[str, Any]]:
+        if grant_id is None:
+            return self._all("SELECT * FROM sent ORDER BY created")
+        return self._all("SELECT * FROM sent WHERE grant_id = ? ORDER BY created", (grant_id,))
+
+    # ------------------------------------------------------------------ idempotency
+
+    def idempotent(self, grant_id: str, key: str, ttl: float) -> dict[str, Any] | None:
+        with self._tx() as db:
+            db.execute("DELETE FROM idempotency WHERE created < ?", (time.time() - ttl,))
+            row = db.execute("SELECT request_hash, status, body FROM idempotency WHERE grant_id = ? AND key = ?",
+                             (grant_id, key)).fetchone()
+        return dict(row) if row is not None else None
+
+    def remember(self, grant_id: str, key: str, request_hash: str, status: int, body: bytes) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO idempotency (grant_id, key, request_hash, status, body, created)"
+                       " VALUES (?, ?, ?, ?, ?, ?)", (grant_id, key, request_hash, status, body, time.time()))
+
+    # ------------------------------------------------------------------ webhooks
+
+    def create_webhook(self, url: str, trigger_types: list[str], description: str) -> dict[str, Any]:
+        hook = {"id": str(uuid.uuid4()), "url": url, "trigger_types": trigger_types,
+                "secret": secrets.token_hex(32), "description": description, "created_at": time.time()}
+        with self._tx() as db:
+            db.execute("INSERT INTO webhooks (id, url, trigger_types, secret, description, created_at)"
+                       " VALUES (?, ?, ?, ?, ?, ?)",
+                       (hook["id"], url, json.dumps(trigger_types), hook["secret"], description, hook["created_at"]))
+        return hook
+
+    def webhooks(self, trigger: str | None = None) -> list[dict[str, Any]]:
+        hooks = [{**r, "trigger_types": json.loads(r["trigger_types"])}
+                 for r in self._all("SELECT * FROM webhooks ORDER BY created_at, id")]
+        return [h for h in hooks if trigger is None or trigger in h["trigger_types"]]
+
+    def webhook(self, webhook_id: str) -> dict[str, Any] | None:
+        row = self._one("SELECT * FROM webhooks WHERE id = ?", (webhook_id,))
+        return {**row, "trigger_types": json.loads(row["trigger_types"])} if row else None
+
+    def delete_webhook(self, webhook_id: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,)).rowcount > 0
+
+    def record_delivery(self, webhook_id: str, event_id: str, type: str, attempt: int,
+                        status_code: int | None, error: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO webhook_deliveries (webhook_id, event_id, type, attempt, status_code, error, at)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?)", (webhook_id, event_id, type, attempt, status_code, error,
+                                                         time.time()))
+
+    def deliveries(self, webhook_id: str | None = None) -> list[dict[str, Any]]:
+        if webhook_id is None:
+            return self._all("SELECT * FROM webhook_deliveries ORDER BY seq")
+        return self._all("SELECT * FROM webhook_deliveries WHERE webhook_id = ? ORDER BY seq", (webhook_id,))
+
+    # ------------------------------------------------------------------ templates
+
+    def create_template(self, grant_id: str, name: str, subject: str, body: str, is_plaintext: bool) -> dict[str, Any]:
+        now = time.time()
+        row = {"id": str(uuid.uuid4()), "grant_id": grant_id, "name": name, "subject": subject, "body": body,
+               "is_plaintext": int(is_plaintext), "created_at": now, "updated_at": now}
+        with self._tx() as db:
+            db.execute("INSERT INTO templates (id, grant_id, name, subject, body, is_plaintext, created_at, updated_at)"
+                       " VALUES (:id, :grant_id, :name, :subject, :body, :is_plaintext, :created_at, :updated_at)", row)
+        return row
+
+    def templates(self, grant_id: str) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM templates WHERE grant_id = ? ORDER BY created_at, id", (grant_id,))
+
+    def template(self, grant_id: str, template_id: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM templates WHERE grant_id = ? AND id = ?", (grant_id, template_id))
+
+    def delete_template(self, grant_id: str, template_id: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM templates WHERE grant_id = ? AND id = ?",
+                              (grant_id, template_id)).rowcount > 0

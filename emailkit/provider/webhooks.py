@@ -1,0 +1,284 @@
+"""Signed webhooks: the provider tells your app what happened, and you check it was the provider.
+
+Each event is POSTed as JSON (Nylas v3's notification shape) to every webhook subscribed
+to its type. The header ``X-Emailkit-Signature`` carries the hex HMAC-SHA256 of the raw
+body, keyed with the webhook's secret (shown once, when the webhook is created). A
+receiver recomputes it over the bytes it received — not over re-serialised JSON — and
+compares in constant time: `verify_signature()`.
+
+Deliveries run in the background and are retried with exponential backoff and jitter
+(`stamina`), a bounded number of times, on connection errors and non-2xx answers; a
+receiver's ``Retry-After`` is honoured (capped). Every attempt is recorded in the store.
+
+Events: ``message.sent`` (an API send was accepted by SMTP), ``message.created`` (new mail
+addressed to a grant was seen in Mailpit), ``message.bounced`` (SMTP refused a recipient
+with a 5xx reply to RCPT).
+
+`WebhookReceiver` is a small real HTTP server on loopback for notebooks and tests: it
+records what arrives and can be told to fail the first N deliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import stamina
+
+from emailkit.provider.store import Store
+
+__all__ = [
+    "EVENT_TYPES",
+    "SIGNATURE_HEADER",
+    "Dispatcher",
+    "ReceivedWebhook",
+    "WebhookReceiver",
+    "sign",
+    "verify_signature",
+]
+
+SIGNATURE_HEADER = "X-Emailkit-Signature"
+
+#: Trigger types a webhook may subscribe to, and when each fires.
+EVENT_TYPES: dict[str, str] = {
+    "message.sent": "a message sent through the API was accepted by the SMTP server",
+    "message.created": "new mail addressed to a grant appeared in Mailpit",
+    "message.bounced": "the SMTP server refused a recipient with a permanent (5xx) reply",
+}
+
+
+def sign(secret: str, body: bytes) -> str:
+    """Hex HMAC-SHA256 of `body` keyed with `secret` (the value of ``X-Emailkit-Signature``)."""
+    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
+    """True when `header` is the signature of exactly these `body` bytes (constant-time compare)."""
+    if not header or not isinstance(body, (bytes, bytearray)):
+        return False
+    expected = sign(secret, bytes(body))
+    return hmac.compare_digest(expected.encode("ascii"), header.strip().lower().encode("ascii", "replace"))
+
+
+class _DeliveryFailed(Exception):
+    def __init__(self, status: int | None, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _retry_after(value: str | None, cap: float) -> float | None:
+    if not value:
+        return None
+    try:
+        return min(max(float(value), 0.0), cap)
+    except ValueError:
+        return None
+
+
+class Dispatcher:
+    """Deliver events to subscribed webhooks in the background (on the provider's loop)."""
+
+    def __init__(self, store: Store, *, attempts: int = 5, wait_initial: float = 0.2, wait_max: float = 5.0,
+                 wait_jitter: float = 0.2, timeout: float = 5.0, max_retry_after: float = 10.0) -> None:
+        self.store = store
+        self.attempts = attempts
+        self.wait_initial = wait_initial
+        self.wait_max = wait_max
+        self.wait_jitter = wait_jitter
+        self.timeout = timeout
+        self.max_retry_after = max_retry_after
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def emit(self, type: str, grant_id: str, obj: dict[str, Any]) -> int:
+        """Queue `type` for every webhook subscribed to it; returns how many deliveries started."""
+        hooks = self.store.webhooks(type)
+        for hook in hooks:
+            event = {
+                "specversion": "1.0",
+                "type": type,
+                "source": "/emailkit/provider",
+                "id": str(uuid.uuid4()),
+                "time": int(time.time()),
+                "data": {"application_id": "emailkit", "grant_id": grant_id, "object": obj},
+            }
+            task = asyncio.get_running_loop().create_task(self._deliver(hook, event))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(hooks)
+
+    @property
+    def pending(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued delivery finished (delivered or given up); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._tasks:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await asyncio.wait(set(self._tasks), timeout=left)
+        return True
+
+    def _backoff(self, exc: Exception) -> bool | float:
+        if isinstance(exc, _DeliveryFailed):
+            return exc.retry_after if exc.retry_after is not None else True
+        return isinstance(exc, httpx.TransportError)
+
+    async def _deliver(self, hook: dict[str, Any], event: dict[str, Any]) -> None:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout)
+        try:
+            async for attempt in stamina.retry_context(
+                on=self._backoff, attempts=self.attempts, timeout=None, wait_initial=self.wait_initial,
+                wait_max=self.wait_max, wait_jitter=self.wait_jitter,
+            ):
+                with attempt:
+                    await self._attempt(hook, event, attempt.num)
+        except (_DeliveryFailed, httpx.HTTPError):
+            pass  # given up after the last attempt; every attempt is in the store
+
+    async def _attempt(self, hook: dict[str, Any], event: dict[str, Any], number: int) -> None:
+        assert self._client is not None
+        body = json.dumps({**event, "webhook_delivery_attempt": number}, separators=(",", ":")).encode("utf-8")
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "emailkit-provider-webhooks/1",
+            SIGNATURE_HEADER: sign(hook["secret"], body),
+        }
+        try:
+            response = await self._client.post(hook["url"], content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            self.store.record_delivery(hook["id"], event["id"], event["type"], number, None,
+                                       f"{exc.__class__.__name__}: {exc}")
+            raise
+        ok = 200 <= response.status_code < 300
+        self.store.record_delivery(hook["id"], event["id"], event["type"], number, response.status_code,
+                                   "" if ok else f"receiver answered {response.status_code}")
+        if not ok:
+            raise _DeliveryFailed(response.status_code, f"receiver answered {response.status_code}",
+                                  _retry_after(response.headers.get("Retry-After"), self.max_retry_after))
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+# --------------------------------------------------------------------------- a receiver for the lab
+
+
+@dataclass(frozen=True)
+class ReceivedWebhook:
+    """One POST as the receiver saw it: the raw body, its headers, and what it answered."""
+
+    body: bytes
+    headers: dict[str, str]
+    status: int
+    at: float = field(default_factory=time.time)
+
+    @property
+    def signature(self) -> str | None:
+        return next((v for k, v in self.headers.items() if k.lower() == SIGNATURE_HEADER.lower()), None)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def verify(self, secret: str) -> bool:
+        return verify_signature(secret, self.body, self.signature)
+
+
+class WebhookReceiver:
+    """A real HTTP server on 127.0.0.1 that records webhook POSTs.
+
+    `fail_first=N` answers the first N requests with `fail_status` (500 by default), so a
+    notebook or test sees the provider retry.
+    """
+
+    def __init__(self, *, fail_first: int = 0, fail_status: int = 500, host: str = "127.0.0.1") -> None:
+        self.fail_first = fail_first
+        self.fail_status = fail_status
+        self.received: list[ReceivedWebhook] = []
+        self._cond = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                with receiver._cond:
+                    failing = len(receiver.received) < receiver.fail_first
+                    status = receiver.fail_status if failing else 200
+                    receiver.received.append(ReceivedWebhook(body, dict(self.headers.items()), status))
+                    receiver._cond.notify_all()
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # keep notebook output clean
+                pass
+
+        self._server = ThreadingHTTPServer((host, 0), Handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
+        return f"http://{host}:{port}/webhook"
+
+    def start(self) -> WebhookReceiver:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> WebhookReceiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def accepted(self) -> list[ReceivedWebhook]:
+        """The deliveries answered with 200."""
+        with self._cond:
+            return [r for r in self.received if r.status == 200]
+
+    def wait_for(self, count: int = 1, timeout: float = 10.0, *, type: str | None = None) -> list[ReceivedWebhook]:
+        """Wait until `count` deliveries (of event `type`, if given) were accepted; return them."""
+        deadline = time.monotonic() + timeout
+
+        def matching() -> list[ReceivedWebhook]:
+            return [r for r in self.received if r.status == 200 and (type is None or r.json().get("type") == type)]
+
+        with self._cond:
+            while len(found := matching()) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"waited {timeout:g}s for {count} webhook(s)"
+                                       f"{f' of type {type}' if type else ''}; got {len(found)}")
+                self._cond.wait(left)
+            return found[:count]

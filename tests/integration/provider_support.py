@@ -1,0 +1,71 @@
+"""Shared by the provider tests: a started sandbox + provider on loopback, and small helpers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+
+from emailkit.mailpit import Mailpit
+from emailkit.provider import Provider
+from emailkit.provider.store import Grant
+from emailkit.sandbox import Sandbox
+
+
+def address(name: str = "user") -> str:
+    """A mailbox address nobody else in the test run uses."""
+    return f"{name}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+@dataclass
+class Lab:
+    sandbox: Sandbox
+    provider: Provider
+    http: httpx.Client
+    mailpit: Mailpit
+
+    def grant(self, name: str = "user") -> Grant:
+        return self.provider.create_grant(address(name))
+
+    def send(self, grant: Grant | str, payload: dict[str, Any], **kwargs: Any) -> httpx.Response:
+        gid = grant if isinstance(grant, str) else grant.id
+        return self.http.post(f"/v3/grants/{gid}/messages/send", json=payload, **kwargs)
+
+    def sent_ok(self, grant: Grant, payload: dict[str, Any]) -> dict[str, Any]:
+        r = self.send(grant, payload)
+        assert r.status_code == 200, r.text
+        return dict(r.json()["data"])
+
+    def messages(self, grant: Grant, **params: Any) -> httpx.Response:
+        return self.http.get(f"/v3/grants/{grant.id}/messages", params=params)
+
+    def smtp(self, message: EmailMessage) -> None:
+        """Deliver `message` by hand over SMTP, as a mail client outside the API would."""
+        from emailkit.smtp import send_sync
+
+        send_sync(message, host=self.sandbox.smtp_host, port=self.sandbox.smtp_port)
+
+
+def make_lab(**provider_options: Any) -> Iterator[Lab]:
+    with Sandbox() as box:
+        provider = Provider(box.api_url, box.smtp_host, box.smtp_port, **provider_options).start()
+        try:
+            with httpx.Client(base_url=provider.url, timeout=15,
+                              headers={"Authorization": f"Bearer {provider.api_key}"}) as http, \
+                    Mailpit(box.api_url) as mailpit:
+                yield Lab(box, provider, http, mailpit)
+        finally:
+            provider.close()
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    """The error envelope's `error`, after checking the envelope's shape."""
+    body = response.json()
+    assert set(body) == {"request_id", "error"}, body
+    assert body["request_id"] == response.headers["request-id"]
+    assert isinstance(body["error"]["type"], str) and body["error"]["message"]
+    return dict(body["error"])
