@@ -1,13 +1,15 @@
-"""The embedded Mailpit stand-in: a real SMTP server and Mailpit's REST API over SQLite.
+"""The embedded Mailpit stand-in: a real SMTP server, Mailpit's REST API and (optionally) POP3 over SQLite.
 
 Used where Docker (and so real Mailpit) is not available. Behaves like Mailpit v1.30.5 for
-the parts the workbook uses; see ``MAILPIT-NOTES.md`` and the module docstrings for the
-few deliberate differences.
+the parts the workbook uses, Chaos (SMTP fault injection) included; ``docs/sandbox.md`` lists
+every deliberate difference, and the module docstrings say why each one exists.
 """
 
 from __future__ import annotations
 
+from emailkit.sandbox.chaos import Chaos, Trigger
+from emailkit.sandbox.pop3_server import POP3Server
 from emailkit.sandbox.server import Sandbox, add_arguments, run
 from emailkit.sandbox.store import Store
 
-__all__ = ["Sandbox", "Store", "add_arguments", "run"]
+__all__ = ["Chaos", "POP3Server", "Sandbox", "Store", "Trigger", "add_arguments", "run"]

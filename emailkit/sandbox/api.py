@@ -10,7 +10,10 @@ Deliberate differences from Mailpit, each because Mailpit would hide a mistake:
   (Mailpit silently falls back to defaults);
 * ``DELETE /api/v1/messages`` with a body that is not valid JSON → 400 and nothing deleted
   (Mailpit deletes *every* message); a missing body or empty ``IDs`` still deletes all;
-* an unreadable ``before:``/``after:`` date in a search → 400 (Mailpit ignores the term).
+* an unreadable ``before:``/``after:`` date in a search → 400 (Mailpit ignores the term);
+* ``PUT /api/v1/chaos`` checks every trigger before changing any and names the bad one
+  (``Recipient.ErrorCode: 600 is not between 400 and 599 ...``); Mailpit may apply the
+  triggers before the bad one and says only ``error code must be between 400 and 599``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from starlette.routing import Route
 
 from emailkit.errors import InvalidInput
 from emailkit.message import compose, parse_address
+from emailkit.sandbox.chaos import Chaos
 from emailkit.sandbox.search import SearchError, parse_date, resolve_tz
 from emailkit.sandbox.smtp_server import save_to_database
 from emailkit.sandbox.store import Store, new_id
@@ -211,8 +215,9 @@ def _boolean(value: Any, field: str) -> bool:
 # --------------------------------------------------------------------------- the app
 
 
-def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024) -> Starlette:
-    """The Starlette app serving Mailpit's API over `store`."""
+def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos: Chaos | None = None) -> Starlette:
+    """The Starlette app serving Mailpit's API over `store` (and `chaos`'s triggers, when enabled)."""
+    chaos = chaos if chaos is not None else Chaos()
 
     def handler(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
@@ -465,9 +470,13 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024) -> Sta
                 message_id=message_id if message_id is not None else f"<{new_id()}@mailpit>",
                 attachments=files,
             )
+            raw = message.as_bytes(policy=message.policy)
         except InvalidInput as exc:
             raise _BadRequest(str(exc), as_json=True) from None
-        raw = message.as_bytes(policy=message.policy)
+        except ValueError as exc:
+            # The email package refuses what compose() let through, e.g. U+0085/U+2028 (line
+            # breaks to Python) in a header value: the caller's input, so 400 rather than 500.
+            raise _BadRequest(f"invalid message: {exc}", as_json=True) from None
         recipients = [email for _, email in to + cc + bcc]
         return save_to_database(store, raw, from_email, recipients, username=username)
 
@@ -560,14 +569,32 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024) -> Sta
                     "RecipientAllowlist": "",
                 },
                 "SpamAssassin": False,
-                "ChaosEnabled": False,
+                "ChaosEnabled": chaos.enabled,
                 "DuplicatesIgnored": False,
                 "HideDeleteAllButton": False,
             }
         )
 
-    async def chaos(request: Request) -> Response:
-        return _text("Chaos is not enabled", 400)
+    @handler
+    async def get_chaos(request: Request) -> Response:
+        if not chaos.enabled:
+            return _text("Chaos is not enabled", 400)
+        return _json(chaos.to_json())
+
+    @handler
+    async def set_chaos(request: Request) -> Response:
+        if not chaos.enabled:
+            return _text("Chaos is not enabled", 400)
+        body = await _body(request, JSON_BODY_LIMIT)
+        if not body.strip():
+            raise _BadRequest('invalid JSON: the body is empty (send {} to reset every trigger, or '
+                               '{"Recipient": {"ErrorCode": 550, "Probability": 50}})')
+        data = _decode(body, ("Sender", "Recipient", "Authentication")) or {}
+        try:
+            chaos.update(data)
+        except InvalidInput as exc:
+            raise _BadRequest(str(exc)) from None
+        return _json(chaos.to_json())
 
     async def livez(request: Request) -> Response:
         return _text("ok")
@@ -595,7 +622,8 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024) -> Sta
         Route("/api/v1/tags/{tag}", delete_tag, methods=["DELETE"]),
         Route("/api/v1/info", info, methods=["GET"]),
         Route("/api/v1/webui", webui, methods=["GET"]),
-        Route("/api/v1/chaos", chaos, methods=["GET", "PUT"]),
+        Route("/api/v1/chaos", get_chaos, methods=["GET"]),
+        Route("/api/v1/chaos", set_chaos, methods=["PUT"]),
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]

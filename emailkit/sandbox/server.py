@@ -1,12 +1,17 @@
-"""`Sandbox`: the embedded Mailpit stand-in (SMTP + HTTP API over one SQLite store), and its CLI.
+"""`Sandbox`: the embedded Mailpit stand-in (SMTP + HTTP API + optional POP3 over one SQLite store), and its CLI.
 
 >>> with Sandbox() as box:                                        # doctest: +SKIP
 ...     print(box.smtp_host, box.smtp_port, box.api_url)
 127.0.0.1 40123 http://127.0.0.1:40125
+>>> with Sandbox(pop3_auth={"alice": "s3cret"}, chaos=True) as box:   # doctest: +SKIP
+...     box.chaos.recipient = Trigger(550, 30)
+...     print(box.pop3_host, box.pop3_port)
+127.0.0.1 40127
 
 The SMTP server runs on aiosmtpd's own thread loop; the HTTP API is uvicorn on a
-`BackgroundLoop`, so both work from a notebook whose event loop is already running.
-``emailkit sandbox --smtp HOST:PORT --listen HOST:PORT`` runs one until Ctrl-C/SIGTERM.
+`BackgroundLoop`, POP3 on another, so all work from a notebook whose event loop is already running.
+``emailkit sandbox --smtp HOST:PORT --listen HOST:PORT [--pop3-auth ...] [--enable-chaos]`` runs
+one until Ctrl-C/SIGTERM.
 """
 
 from __future__ import annotations
@@ -19,11 +24,15 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from emailkit.background import BackgroundLoop
 from emailkit.errors import InvalidInput
+from emailkit.sandbox.chaos import Chaos, parse_triggers
+from emailkit.sandbox.pop3_server import POP3Server, parse_credentials
 from emailkit.sandbox.smtp_server import SMTPServer, TokenChecker
 from emailkit.sandbox.store import Store
 
@@ -55,7 +64,15 @@ def _uvicorn_server(config: Any) -> Any:
 
 
 class Sandbox:
-    """SMTP server + Mailpit-shaped HTTP API over one store. `start()`/`close()` or ``with``."""
+    """SMTP server + Mailpit-shaped HTTP API (+ POP3) over one store. `start()`/`close()` or ``with``.
+
+    * `pop3_auth` — ``{"user": "password"}`` or Mailpit's ``"user:pass user2:pass2"``: turns POP3
+      on (Mailpit serves POP3 only with credentials), on `pop3` (default ``("127.0.0.1", 0)``).
+      After start: `.pop3_host`, `.pop3_port`. `pop3` without `pop3_auth` is an `InvalidInput`.
+    * `chaos` — ``True`` enables Mailpit's Chaos API (``GET/PUT /api/v1/chaos``) with every
+      trigger at 0 %; a string sets triggers as ``--chaos-triggers`` does
+      (``"Sender:451:50,Recipient:550:100"``). `.chaos` (a `Chaos`) is settable from Python.
+    """
 
     def __init__(
         self,
@@ -69,7 +86,24 @@ class Sandbox:
         xoauth2: TokenChecker | None = None,
         *,
         hostname: str | None = None,
+        pop3: tuple[str, int] | None = None,
+        pop3_auth: Mapping[str, str] | str | None = None,
+        chaos: bool | str = False,
     ) -> None:
+        if pop3 is not None and pop3_auth is None:
+            raise InvalidInput(
+                "pop3", "POP3 needs credentials (Mailpit serves POP3 only with them)",
+                fix="also pass pop3_auth={'user': 'password'}",
+            )
+        self._pop3_credentials = parse_credentials(pop3_auth) if pop3_auth is not None else None
+        self._pop3_addr = pop3 if pop3 is not None else ("127.0.0.1", 0)
+        self.chaos = Chaos(enabled=bool(chaos))
+        if isinstance(chaos, str) and chaos:
+            for name, code, probability in parse_triggers(chaos, "chaos"):
+                self.chaos.set(name, code, probability)
+        self.pop3: POP3Server | None = None
+        self.pop3_host: str | None = self._pop3_addr[0] if self._pop3_credentials else None
+        self.pop3_port: int | None = self._pop3_addr[1] if self._pop3_credentials else None
         self._smtp_addr = smtp
         self._listen_addr = listen
         self._database = database
@@ -107,9 +141,19 @@ class Sandbox:
                 max_recipients=self.max_recipients,
                 starttls=self.starttls,
                 xoauth2=self.xoauth2,
+                chaos=self.chaos,
             )
             self.smtp.start()
             self.smtp_port = self.smtp.port
+            if self._pop3_credentials is not None:
+                self.pop3 = POP3Server(
+                    self.store,
+                    credentials=self._pop3_credentials,
+                    host=self._pop3_addr[0],
+                    port=self._pop3_addr[1],
+                )
+                self.pop3.start()
+                self.pop3_port = self.pop3.port
             self._start_http()
         except BaseException:
             self.close()
@@ -134,7 +178,7 @@ class Sandbox:
         self._socket = sock
         self.api_port = sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(self.store, max_message_size=self.max_message_size),
+            create_app(self.store, max_message_size=self.max_message_size, chaos=self.chaos),
             log_config=None,
             log_level="warning",
             access_log=False,
@@ -173,6 +217,9 @@ class Sandbox:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+        if self.pop3 is not None:
+            self.pop3.close()
+            self.pop3 = None
         if self.smtp is not None:
             self.smtp.close()
             self.smtp = None
@@ -208,6 +255,8 @@ class Sandbox:
 
     def __repr__(self) -> str:
         state = f"smtp={self.smtp_host}:{self.smtp_port} api={self.api_url}" if self.store else "not started"
+        if self.store and self.pop3 is not None:
+            state += f" pop3={self.pop3_host}:{self.pop3_port}"
         return f"<Sandbox {state}>"
 
 
@@ -253,30 +302,116 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--smtp-max-recipients", type=int, default=100, metavar="N", help="recipients per message (default 100)"
     )
     parser.add_argument("--no-starttls", action="store_true", help="do not offer STARTTLS")
+    parser.add_argument(
+        "--pop3",
+        default=None,
+        metavar="HOST:PORT",
+        help="POP3 listen address (default 127.0.0.1:1110; POP3 runs only with credentials)",
+    )
+    parser.add_argument(
+        "--pop3-auth",
+        default=None,
+        metavar='"USER:PASS ..."',
+        help="POP3 logins, space-separated (prefer the MP_POP3_AUTH environment variable: ps shows command lines)",
+    )
+    parser.add_argument(
+        "--pop3-auth-file", default=None, metavar="FILE", help="POP3 logins, one USER:PASS per line (plain text)"
+    )
+    parser.add_argument(
+        "--enable-chaos",
+        action="store_true",
+        default=None,
+        help="enable the Chaos API, GET/PUT /api/v1/chaos (env MP_ENABLE_CHAOS)",
+    )
+    parser.add_argument(
+        "--chaos-triggers",
+        default=None,
+        metavar="T:CODE:PCT,...",
+        help="enable chaos with triggers, e.g. Sender:451:50,Recipient:550:100 (env MP_CHAOS_TRIGGERS)",
+    )
+
+
+_HASH_PREFIXES = ("$2a$", "$2b$", "$2y$", "$apr1$", "$1$", "$5$", "$6$", "{SHA}", "{SSHA}")
+
+
+def _read_auth_file(path: str) -> str:
+    """A Mailpit-style auth file (``user:password`` per line) → ``"user:pass user2:pass2"``."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise InvalidInput("--pop3-auth-file", f"cannot read {path}: {reason}", fix="give a readable file") from None
+    pairs = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        user, colon, password = line.strip().partition(":")
+        if not colon:
+            raise InvalidInput("--pop3-auth-file", f"line {number} has no ':'", fix="write one USER:PASSWORD per line")
+        if password.startswith(_HASH_PREFIXES):
+            raise InvalidInput(
+                "--pop3-auth-file",
+                f"line {number} holds a hashed password",
+                fix="the sandbox compares plain-text passwords only; write the password itself",
+            )
+        pairs.append(f"{user}:{password}")
+    return " ".join(pairs)
+
+
+def _enabled(value: str | None) -> bool:
+    """Mailpit's boolean environment values: 1, true, yes."""
+    return (value or "").strip().lower() in ("1", "true", "yes")
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The `Sandbox` keyword arguments for parsed CLI `args` (+ Mailpit's MP_* variables)."""
+    options: dict[str, Any] = {
+        "smtp": parse_hostport(args.smtp, "--smtp"),
+        "listen": parse_hostport(args.listen, "--listen"),
+        "database": args.database,
+        "max_messages": args.max,
+        "max_message_size": args.max_message_size * 1024 * 1024,
+        "max_recipients": args.smtp_max_recipients,
+        "starttls": not getattr(args, "no_starttls", False),
+    }
+    for name, value in (("--max", args.max), ("--max-message-size", args.max_message_size)):
+        if value < 0:
+            raise InvalidInput(name, f"{value} is negative", fix="use 0 (no limit) or a positive number")
+    if args.smtp_max_recipients < 1:
+        raise InvalidInput("--smtp-max-recipients", f"{args.smtp_max_recipients} is below 1", fix="use 1 or more")
+
+    auth, field = getattr(args, "pop3_auth", None), "--pop3-auth"
+    if auth is None and getattr(args, "pop3_auth_file", None):
+        auth, field = _read_auth_file(args.pop3_auth_file), "--pop3-auth-file"
+    if auth is None and os.environ.get("MP_POP3_AUTH"):
+        auth, field = os.environ["MP_POP3_AUTH"], "MP_POP3_AUTH"
+    pop3 = getattr(args, "pop3", None)
+    if auth is not None:
+        options["pop3_auth"] = parse_credentials(auth, field)
+        options["pop3"] = parse_hostport(pop3 or "127.0.0.1:1110", "--pop3")
+    elif pop3 is not None:
+        raise InvalidInput(
+            "--pop3", "POP3 needs credentials (Mailpit serves POP3 only with them)",
+            fix="add --pop3-auth-file FILE or set MP_POP3_AUTH='user:password'",
+        )
+
+    triggers = getattr(args, "chaos_triggers", None) or os.environ.get("MP_CHAOS_TRIGGERS") or ""
+    if triggers:
+        parse_triggers(triggers, "--chaos-triggers")  # refuse a bad value before anything starts
+        options["chaos"] = triggers
+    else:
+        enable = getattr(args, "enable_chaos", None)
+        options["chaos"] = bool(enable) if enable is not None else _enabled(os.environ.get("MP_ENABLE_CHAOS"))
+    return options
 
 
 def run(args: argparse.Namespace) -> int:
     """Run a sandbox until Ctrl-C or SIGTERM; print where it listens. Returns the exit code."""
     try:
-        smtp = parse_hostport(args.smtp, "--smtp")
-        listen = parse_hostport(args.listen, "--listen")
-        for name, value in (("--max", args.max), ("--max-message-size", args.max_message_size)):
-            if value < 0:
-                raise InvalidInput(name, f"{value} is negative", fix="use 0 (no limit) or a positive number")
-        if args.smtp_max_recipients < 1:
-            raise InvalidInput("--smtp-max-recipients", f"{args.smtp_max_recipients} is below 1", fix="use 1 or more")
+        sandbox = Sandbox(**_options(args))
     except InvalidInput as exc:
         print(f"error: {exc}", flush=True)
         return 2
-    sandbox = Sandbox(
-        smtp=smtp,
-        listen=listen,
-        database=args.database,
-        max_messages=args.max,
-        max_message_size=args.max_message_size * 1024 * 1024,
-        max_recipients=args.smtp_max_recipients,
-        starttls=not getattr(args, "no_starttls", False),
-    )
     try:
         sandbox.start()
     except OSError as exc:
@@ -291,6 +426,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"SMTP     {sandbox.smtp_host}:{sandbox.smtp_port}", flush=True)
         print(f"HTTP API {sandbox.api_url}", flush=True)
+        if sandbox.pop3 is not None:
+            print(f"POP3     {sandbox.pop3_host}:{sandbox.pop3_port}", flush=True)
+        if sandbox.chaos.enabled:
+            print(f"Chaos    {sandbox.api_url}/api/v1/chaos {sandbox.chaos.to_json()}", flush=True)
         print(f"Database {sandbox.store.path if sandbox.store else '-'}", flush=True)
         print("Ctrl-C to stop", flush=True)
         while not stop.wait(0.5):

@@ -12,6 +12,10 @@
   a refused token gets Gmail's ``334 <base64 JSON>`` challenge, then ``535 5.7.8``.
 * Each accepted message gets Mailpit's additions (`save_to_database`) and is committed to
   the store **before** the ``250`` reply.
+* Chaos (`emailkit.sandbox.chaos`): when enabled, MAIL FROM, each RCPT TO and AUTH may be
+  answered ``<code> Chaos sender|recipient|authentication error`` instead, where Mailpit
+  draws: after the command's syntax, before the recipient limit and the credentials
+  (aiosmtpd checks ``MAIL FROM ... SIZE=`` before the draw; Mailpit after).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Se
 
 from emailkit.errors import InvalidInput
 from emailkit.message import parse_address
+from emailkit.sandbox.chaos import Chaos
 from emailkit.sandbox.store import Store, new_id
 from emailkit.sandbox.summary import address_list, header_block, summarize
 
@@ -233,8 +238,10 @@ class _Handler:
         max_recipients: int,
         starttls: bool,
         xoauth2: TokenChecker | None,
+        chaos: Chaos,
     ) -> None:
         self.store = store
+        self.chaos = chaos
         self.hostname = hostname
         self.max_message_size = max_message_size
         self.max_recipients = max_recipients
@@ -295,6 +302,9 @@ class _Handler:
     ) -> str:
         if address != "<>" and not _valid_address(address):
             return "501 5.5.4 Syntax error in parameters or arguments (invalid FROM parameter)"
+        refusal = self.chaos.reply("Sender")
+        if refusal is not None:
+            return refusal
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Ok"
@@ -304,11 +314,19 @@ class _Handler:
     ) -> str:
         if not _valid_address(address):
             return "501 5.5.4 Syntax error in parameters or arguments (invalid TO parameter)"
+        refusal = self.chaos.reply("Recipient")
+        if refusal is not None:
+            return refusal
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return "452 4.5.3 Too many recipients"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Ok"
+
+    async def handle_AUTH(self, server: SMTP, session: Session, envelope: Envelope, args: list[str]) -> Any:
+        """aiosmtpd calls this once the mechanism is known to be offered: Mailpit's chaos point."""
+        refusal = self.chaos.reply("Authentication")
+        return MISSING if refusal is None else refusal
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         data = envelope.original_content or b""
@@ -409,6 +427,7 @@ class SMTPServer:
         max_recipients: int = 100,
         starttls: bool = True,
         xoauth2: TokenChecker | None = None,
+        chaos: Chaos | None = None,
     ) -> None:
         if max_recipients < 1:
             raise ValueError("max_recipients must be at least 1")
@@ -429,6 +448,7 @@ class SMTPServer:
             max_recipients=max_recipients,
             starttls=starttls,
             xoauth2=xoauth2,
+            chaos=chaos if chaos is not None else Chaos(),
         )
         self._controller = _Controller(
             self.handler,

@@ -467,6 +467,12 @@ class Store:
             tags=summary["Tags"],
         )
 
+    def maildrop(self, limit: int = 100) -> builtins.list[tuple[str, int]]:
+        """``(ID, Size)`` of the newest `limit` messages, newest first (POP3's view of the mailbox)."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT m.ID, m.Size FROM mailbox m {_ORDER} LIMIT ?", (limit,)).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
     def raw(self, message_id: str) -> bytes | None:
         """The stored bytes (with Mailpit's added headers), or None. Does not mark read."""
         with self._lock:

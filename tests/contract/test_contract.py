@@ -203,3 +203,42 @@ def test_spec_check_has_teeth(swagger: dict, populated: dict[str, Any]) -> None:
     bad["messages"][0]["Size"] = "big"
     with pytest.raises(AssertionError):
         spec_validate(swagger, "/api/v1/messages", "get", bad)
+
+
+# --------------------------------------------------------------------------- chaos (MAILPIT-NOTES §2.11, §4.6)
+
+
+@pytest.fixture(scope="module")
+def chaos_responses() -> dict[str, Any]:
+    """GET and PUT /api/v1/chaos from a sandbox started with chaos on."""
+    with Sandbox(chaos=True, starttls=False) as box, httpx.Client(base_url=box.api_url) as api:
+        return {
+            "get": api.get("/api/v1/chaos").json(),
+            "put": api.put(
+                "/api/v1/chaos",
+                json={"Recipient": {"ErrorCode": 550, "Probability": 30}, "Authentication": {"Probability": 5}},
+            ).json(),
+            "reset": api.put("/api/v1/chaos", json={}).json(),
+        }
+
+
+@pytest.mark.parametrize("key", ["get", "put", "reset"])
+def test_chaos_matches_our_schema_and_key_order(chaos_responses: dict[str, Any], key: str) -> None:
+    ours("ChaosTriggers", chaos_responses[key])
+
+
+@pytest.mark.parametrize(("key", "method"), [("get", "get"), ("put", "put"), ("reset", "put")])
+def test_chaos_matches_mailpits_own_spec(swagger: dict, chaos_responses: dict[str, Any], key: str, method: str) -> None:
+    spec_validate(swagger, "/api/v1/chaos", method, chaos_responses[key])
+
+
+def test_chaos_checks_have_teeth(swagger: dict, chaos_responses: dict[str, Any]) -> None:
+    reordered = dict(reversed(list(chaos_responses["put"].items())))
+    with pytest.raises(AssertionError, match="key order"):
+        ours("ChaosTriggers", reordered)
+    bad = copy.deepcopy(chaos_responses["put"])
+    bad["Recipient"]["ErrorCode"] = "550"
+    with pytest.raises(AssertionError):
+        spec_validate(swagger, "/api/v1/chaos", "get", bad)
+    with pytest.raises(AssertionError):
+        ours("ChaosTriggers", {**chaos_responses["get"], "Sender": {"ErrorCode": 250, "Probability": 0}})

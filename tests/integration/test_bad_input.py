@@ -138,6 +138,17 @@ def test_send_refuses_crlf_injection(api: httpx.Client, mailbox: Sandbox, change
     assert stored(mailbox) == 0
 
 
+@pytest.mark.parametrize("breaker", ["\u0085", "\u2028", "\u2029"])
+def test_send_refuses_unicode_line_breaks_in_a_header(
+    api: httpx.Client, mailbox: Sandbox, breaker: str
+) -> None:
+    """Python's email package treats these as line breaks; the answer is a 400, never a 500."""
+    response = post_send(api, Subject=f"hi{breaker}Bcc: victim@example.com")
+    assert response.status_code == 400
+    assert response.json()["Error"]
+    assert stored(mailbox) == 0
+
+
 # --------------------------------------------------------------------------- size
 
 
