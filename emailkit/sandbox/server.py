@@ -17,50 +17,20 @@ one until Ctrl-C/SIGTERM.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import signal
-import socket
 import ssl
-import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from emailkit.background import BackgroundLoop
 from emailkit.errors import InvalidInput
 from emailkit.sandbox.chaos import Chaos, parse_triggers
 from emailkit.sandbox.pop3_server import POP3Server, parse_credentials
 from emailkit.sandbox.smtp_server import SMTPServer, TokenChecker
 from emailkit.sandbox.store import Store
+from emailkit.serving import AsgiServer, parse_hostport, wait_for_signal
 
-__all__ = ["Sandbox", "add_arguments", "parse_hostport", "run"]
-
-
-def _uvicorn_server(config: Any) -> Any:
-    """A uvicorn `Server` that stops as soon as asked (uvicorn polls its exit flag every 0.1 s)."""
-    import uvicorn
-
-    class QuickServer(uvicorn.Server):
-        async def main_loop(self) -> None:
-            self.exit_event = asyncio.Event()
-            ticks = 0
-            while not await self.on_tick(ticks):
-                ticks += 10  # uvicorn refreshes its Date header when ticks % 10 == 0
-                try:
-                    await asyncio.wait_for(self.exit_event.wait(), timeout=1.0)
-                except TimeoutError:
-                    pass
-
-        def stop(self, loop: asyncio.AbstractEventLoop) -> None:
-            self.should_exit = True
-            event = getattr(self, "exit_event", None)
-            if event is not None:
-                loop.call_soon_threadsafe(event.set)
-
-    return QuickServer(config)
+__all__ = ["Sandbox", "add_arguments", "run"]
 
 
 class Sandbox:
@@ -115,10 +85,7 @@ class Sandbox:
         self.hostname = hostname
         self.store: Store | None = None
         self.smtp: SMTPServer | None = None
-        self._loop: BackgroundLoop | None = None
-        self._http: Any = None
-        self._http_task: Any = None
-        self._socket: socket.socket | None = None
+        self._http: AsgiServer | None = None
         self.smtp_host = smtp[0]
         self.smtp_port = smtp[1]
         self.api_host = listen[0]
@@ -161,62 +128,18 @@ class Sandbox:
         return self
 
     def _start_http(self) -> None:
-        import uvicorn
-
         from emailkit.sandbox.api import create_app
 
         assert self.store is not None
-        host, port = self._listen_addr
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose
-        # proto says TCP, and without it every response waits ~40 ms for a delayed ACK.
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-        sock.setblocking(False)
-        self._socket = sock
-        self.api_port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(self.store, max_message_size=self.max_message_size, chaos=self.chaos),
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-            server_header=False,
-        )
-        self._http = _uvicorn_server(config)
-        self._loop = BackgroundLoop(name="emailkit-sandbox-http")
-        self._http_task = asyncio.run_coroutine_threadsafe(self._http.serve(sockets=[sock]), self._loop.loop)
-        deadline = time.monotonic() + 10
-        while not self._http.started:
-            if self._http_task.done():
-                self._http_task.result()  # raises the start-up error
-                raise RuntimeError("the sandbox HTTP server stopped during start-up")
-            if time.monotonic() > deadline:
-                raise TimeoutError("the sandbox HTTP server did not start within 10 s")
-            time.sleep(0.002)
+        app = create_app(self.store, max_message_size=self.max_message_size, chaos=self.chaos)
+        self._http = AsgiServer(app, *self._listen_addr, name="emailkit-sandbox-http").start()
+        self.api_host, self.api_port = self._http.host, self._http.port
 
     def close(self) -> None:
         """Stop both servers and close the store (a temporary database file is deleted)."""
         if self._http is not None:
-            if self._loop is not None:
-                self._http.stop(self._loop.loop)
-            self._http.should_exit = True
-            if self._http_task is not None:
-                try:
-                    self._http_task.result(timeout=5)
-                except Exception:  # noqa: BLE001 - shutting down; nothing useful to report
-                    pass
+            self._http.close()
             self._http = None
-            self._http_task = None
-        if self._loop is not None:
-            self._loop.close()
-            self._loop = None
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
         if self.pop3 is not None:
             self.pop3.close()
             self.pop3 = None
@@ -261,17 +184,6 @@ class Sandbox:
 
 
 # --------------------------------------------------------------------------- CLI
-
-
-def parse_hostport(value: str, field: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``[v6]:PORT`` or ``:PORT`` → (host, port); raises `InvalidInput`."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise InvalidInput(
-            field, f"{value!r} is not HOST:PORT", fix="write it like 127.0.0.1:1025 (port 0 = any free port)"
-        )
-    host = host.strip("[]") or "127.0.0.1"
-    return host, int(port)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -417,12 +329,6 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot listen: {exc}", flush=True)
         return 1
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         print(f"SMTP     {sandbox.smtp_host}:{sandbox.smtp_port}", flush=True)
         print(f"HTTP API {sandbox.api_url}", flush=True)
@@ -432,11 +338,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"Chaos    {sandbox.api_url}/api/v1/chaos {sandbox.chaos.to_json()}", flush=True)
         print(f"Database {sandbox.store.path if sandbox.store else '-'}", flush=True)
         print("Ctrl-C to stop", flush=True)
-        while not stop.wait(0.5):
-            pass
+        wait_for_signal()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         sandbox.close()
         print("stopped", flush=True)
     return 0

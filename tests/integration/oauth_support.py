@@ -3,21 +3,18 @@ server on a free loopback port serving the authorization server's router."""
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import socket
 import threading
 import time
 import uuid
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 
 from emailkit import oauth_client
-from emailkit.background import BackgroundLoop
 from emailkit.provider.oauth import OAuth
+from emailkit.serving import AsgiServer
 
 REDIRECT = "http://127.0.0.1:8765/callback"
 
@@ -60,41 +57,12 @@ class Clock:
         self.now += seconds
 
 
-class LiveServer:
-    """uvicorn serving `app` on 127.0.0.1:<free port> from a background loop."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(64)
-        self.port = self._sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._loop = BackgroundLoop(name="oauth-test-http")
-        self._task = asyncio.run_coroutine_threadsafe(self._server.serve(sockets=[self._sock]), self._loop.loop)
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.005)
-
-    def close(self) -> None:
-        self._server.should_exit = True
-        self._server.force_exit = True  # the clients are gone; do not wait for keep-alives
-        self._task.result(timeout=10)
-        self._loop.close()
-        self._sock.close()
-
-
 class _Current:
     """One uvicorn per test process, serving whichever test's app is current (tests run one
     at a time in a process); starting and stopping uvicorn per test cost ~0.2 s each."""
 
     app: Any = None
-    server: LiveServer | None = None
+    server: AsgiServer | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
@@ -103,9 +71,9 @@ class _Current:
 _current = _Current()
 
 
-def _shared_server() -> LiveServer:
+def _shared_server() -> AsgiServer:
     if _current.server is None:
-        _current.server = LiveServer(_current)  # type: ignore[arg-type]
+        _current.server = AsgiServer(_current, name="oauth-test-http").start()
         atexit.register(_current.server.close)
     return _current.server
 
