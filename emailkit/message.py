@@ -53,7 +53,9 @@ RESERVED_HEADERS: dict[str, str] = {
     "content-transfer-encoding": "nothing (the encoding is chosen per part)",
 }
 
-_CRLF = re.compile(r"[\r\n]")
+# CR, LF and the Unicode line breaks (NEL, LINE/PARAGRAPH SEPARATOR) that str.splitlines() and
+# some mail software also treat as line ends: any of them in a header value is header injection.
+_CRLF = re.compile("[\r\n\x85\u2028\u2029]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")  # printable ASCII except ':'
 _ANGLE = re.compile(r"^(?P<name>.*?)\s*<(?P<addr>[^<>]*)>\s*$", re.S)
@@ -72,7 +74,7 @@ def _check_line(value: object, field: str, *, what: str = "value") -> str:
     if not isinstance(value, str):
         raise InvalidInput(field, f"must be a string, not {type(value).__name__}", fix=f"pass the {what} as str")
     if _CRLF.search(value):
-        raise InvalidInput(field, "contains CR or LF (header injection)", fix=_LINEBREAK_FIX)
+        raise InvalidInput(field, "contains CR or LF or another line break (header injection)", fix=_LINEBREAK_FIX)
     if _CONTROL.search(value):
         raise InvalidInput(field, "contains a control character", fix="remove control characters")
     return value

@@ -24,8 +24,11 @@ _SECRET_FIELDS = (
     "access_token|refresh_token|id_token|client_secret|code_verifier|password|passwd|"
     "api_key|apikey|secret|token|code|pass"
 )
-_JSON_FIELD = re.compile(rf'("(?:{_SECRET_FIELDS})"\s*:\s*)"[^"]*"', re.IGNORECASE)
-_FORM_FIELD = re.compile(rf"(?<![\w-])((?:{_SECRET_FIELDS})=)[^&\s\"']+", re.IGNORECASE)
+# ...and any key ending in _secret or _token (webhook_secret, id_token), but not page_token,
+# which is a cursor, not a credential.
+_ANY_SECRET = rf"(?!page_token\b)(?:{_SECRET_FIELDS}|\w+_(?:secret|token))"
+_JSON_FIELD = re.compile(rf'("{_ANY_SECRET}"\s*:\s*)"[^"]*"', re.IGNORECASE)
+_FORM_FIELD = re.compile(rf"(?<![\w-])({_ANY_SECRET}=)[^&\s\"']+", re.IGNORECASE)
 _AUTH_HEADER = re.compile(
     r"^((?:Proxy-)?Authorization:\s*)(?:(Basic|Bearer|Digest|Token)\s+)?\S.*$",
     re.IGNORECASE | re.MULTILINE,

@@ -282,3 +282,10 @@ def test_bodies_must_be_text() -> None:
 def test_invalid_input_is_a_value_error_with_a_readable_message() -> None:
     with pytest.raises(ValueError, match=r"^to\[0\]: .* — write it as"):
         compose(**base(to=["nope"]))
+
+
+@pytest.mark.parametrize("breaker", ["\r", "\n", "\x85", "\u2028", "\u2029"])
+def test_unicode_line_breaks_in_a_header_are_refused(breaker: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        compose(sender="a@example.com", to=["b@example.com"], subject=f"hi{breaker}Bcc: x@evil.example", text="x")
+    assert info.value.field == "subject" and "header injection" in info.value.problem

@@ -49,6 +49,8 @@ def test_xoauth2_token_is_masked() -> None:
         f"client_secret={SECRET}&refresh_token={SECRET}",
         f"Cookie: session={SECRET}",
         f"X-Emailkit-Signature: {SECRET}",
+        f'{{"webhook_secret": "{SECRET}", "id": "wh_1"}}',
+        f"csrf_token={SECRET}&x=1",
     ],
 )
 def test_free_text_secrets_are_masked(text: str) -> None:
@@ -64,6 +66,7 @@ def test_ordinary_text_is_left_alone() -> None:
 
 def test_page_token_is_not_a_secret() -> None:
     assert redact("GET /messages?page_token=abc&limit=5") == "GET /messages?page_token=abc&limit=5"
+    assert redact('{"page_token": "abc", "next_cursor": "def"}') == '{"page_token": "abc", "next_cursor": "def"}'
 
 
 def test_server_lines_carrying_tokens_are_masked() -> None:
