@@ -27,10 +27,7 @@ app: $(STAMP)
 	$(BIN)/voila notebooks/07_decide.ipynb --no-browser --port=$(PORT) --Voila.ip=127.0.0.1
 
 run: $(STAMP)
-	@mkdir -p build/notebooks
-	cd notebooks && ../$(BIN)/jupyter nbconvert --to notebook --execute \
-		--ExecutePreprocessor.timeout=300 --output-dir ../build/notebooks [0-9][0-9]_*.ipynb
-	@echo "Executed notebooks are in build/notebooks/ (open them with: $(BIN)/jupyter lab build/notebooks)"
+	$(BIN)/emailkit run --notebooks notebooks --output build/notebooks
 
 bench: $(STAMP)
 	$(BIN)/python -m emailkit.bench

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -31,7 +32,17 @@ if TYPE_CHECKING:
     from .provider.server import Provider
     from .sandbox import Sandbox
 
-__all__ = ["Lab", "connect"]
+__all__ = ["Lab", "POP3Access", "connect"]
+
+
+@dataclass(frozen=True)
+class POP3Access:
+    """Where the lab's mailbox answers POP3, and the credentials it wants (never shown in a repr)."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
 
 
 @dataclass
@@ -45,6 +56,7 @@ class Lab:
     mailpit: Mailpit
     sandbox: Sandbox | None = None
     note: str = ""
+    pop3: POP3Access | None = None
     _taps: list[Wiretap] = field(default_factory=list, repr=False)
     _provider: Provider | None = field(default=None, repr=False)
     _xoauth2_sandbox: Sandbox | None = field(default=None, repr=False)
@@ -77,11 +89,16 @@ class Lab:
             self._xoauth2_sandbox = Sandbox(xoauth2=_check_xoauth2).start()
         return self._xoauth2_sandbox.smtp_host, self._xoauth2_sandbox.smtp_port
 
-    def tap(self, protocol: Literal["smtp", "http"] = "smtp", *, rtt: float = 0.0,
+    def tap(self, protocol: Literal["smtp", "http", "pop3"] = "smtp", *, rtt: float = 0.0,
             block: Literal["refuse", "stall"] | None = None) -> Wiretap:
-        """A started `Wiretap` in front of the SMTP server (or the HTTP API); closed by `close()`."""
+        """A started `Wiretap` in front of the SMTP server (or the HTTP API, or POP3); closed by `close()`."""
         if protocol == "smtp":
             host, port = self.smtp_host, self.smtp_port
+        elif protocol == "pop3":
+            if self.pop3 is None:
+                raise MailpitError("this Mailpit does not serve POP3",
+                                   fix="start it with MP_POP3_AUTH set and port 1110 published (docker-compose.yml does)")
+            host, port = self.pop3.host, self.pop3.port
         else:
             parts = urlsplit(self.api_url)
             host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -103,6 +120,7 @@ class Lab:
             ("version", info.get("Version", "")),
             ("SMTP", f"{self.smtp_host}:{self.smtp_port}"),
             ("REST API", self.api_url),
+            ("POP3", f"{self.pop3.host}:{self.pop3.port}" if self.pop3 else "not served"),
             ("messages stored", info.get("Messages", 0)),
         ]
         if self._provider is not None:
@@ -130,6 +148,9 @@ class Lab:
 
 
 _lab: Lab | None = None
+
+# The POP3 login docker-compose.yml gives Mailpit (MP_POP3_AUTH); a local test mailbox, not a secret.
+_MAILPIT_POP3_AUTH = "workbook:workbook-local"
 
 
 def _check_xoauth2(username: str, token: str) -> bool:
@@ -160,7 +181,12 @@ def _real_mailpit(url: str) -> Lab | str:
     if not port.isdigit() or not _port_answers(host, int(port)):
         client.close()
         return f"Mailpit's API answers at {url}, but its SMTP port {smtp} does not (set MAILPIT_SMTP=host:port)"
-    return Lab("mailpit", host, int(port), url.rstrip("/"), client)
+    pop3 = None
+    pop3_host, _, pop3_port = (os.environ.get("MAILPIT_POP3") or f"{host}:1110").rpartition(":")
+    user, _, password = os.environ.get("MAILPIT_POP3_AUTH", _MAILPIT_POP3_AUTH).partition(":")
+    if pop3_port.isdigit() and _port_answers(pop3_host, int(pop3_port)):
+        pop3 = POP3Access(pop3_host, int(pop3_port), user, password)
+    return Lab("mailpit", host, int(port), url.rstrip("/"), client, pop3=pop3)
 
 
 def connect(*, fresh: bool = False) -> Lab:
@@ -181,9 +207,12 @@ def connect(*, fresh: bool = False) -> Lab:
         print(f"emailkit: {note}", file=sys.stderr)
     from .sandbox import Sandbox
 
-    sandbox = Sandbox(xoauth2=_check_xoauth2).start()
+    pop3_password = secrets.token_urlsafe(12)
+    sandbox = Sandbox(xoauth2=_check_xoauth2, pop3_auth={"workbook": pop3_password}).start()
+    assert sandbox.pop3_host is not None and sandbox.pop3_port is not None
     _lab = Lab("sandbox", sandbox.smtp_host, sandbox.smtp_port, sandbox.api_url, Mailpit(sandbox.api_url),
-               sandbox=sandbox, note=note)
+               sandbox=sandbox, note=note,
+               pop3=POP3Access(sandbox.pop3_host, sandbox.pop3_port, "workbook", pop3_password))
     return _lab
 
 

@@ -30,7 +30,7 @@ from emailkit.sandbox.smtp_server import SMTPServer, TokenChecker
 from emailkit.sandbox.store import Store
 from emailkit.serving import AsgiServer, parse_hostport, wait_for_signal
 
-__all__ = ["Sandbox", "add_arguments", "run"]
+__all__ = ["Sandbox", "add_arguments", "run", "sandbox_options"]
 
 
 class Sandbox:
@@ -275,7 +275,7 @@ def _enabled(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes")
 
 
-def _options(args: argparse.Namespace) -> dict[str, Any]:
+def sandbox_options(args: argparse.Namespace) -> dict[str, Any]:
     """The `Sandbox` keyword arguments for parsed CLI `args` (+ Mailpit's MP_* variables)."""
     options: dict[str, Any] = {
         "smtp": parse_hostport(args.smtp, "--smtp"),
@@ -320,7 +320,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Run a sandbox until Ctrl-C or SIGTERM; print where it listens. Returns the exit code."""
     try:
-        sandbox = Sandbox(**_options(args))
+        sandbox = Sandbox(**sandbox_options(args))
     except InvalidInput as exc:
         print(f"error: {exc}", flush=True)
         return 2

@@ -89,12 +89,12 @@ def test_the_cli_serves_pop3_from_mp_pop3_auth_and_chaos_triggers(tmp_path: Path
 
 
 def test_enable_chaos_flag_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from emailkit.sandbox.server import _options
+    from emailkit.sandbox.server import sandbox_options
 
-    assert _options(parse())["chaos"] is False
-    assert _options(parse("--enable-chaos"))["chaos"] is True
+    assert sandbox_options(parse())["chaos"] is False
+    assert sandbox_options(parse("--enable-chaos"))["chaos"] is True
     monkeypatch.setenv("MP_ENABLE_CHAOS", "true")
-    assert _options(parse())["chaos"] is True
+    assert sandbox_options(parse())["chaos"] is True
     monkeypatch.setenv("MP_ENABLE_CHAOS", "0")
-    assert _options(parse())["chaos"] is False
-    assert _options(parse("--chaos-triggers", "auth:454:3"))["chaos"] == "auth:454:3"
+    assert sandbox_options(parse())["chaos"] is False
+    assert sandbox_options(parse("--chaos-triggers", "auth:454:3"))["chaos"] == "auth:454:3"

@@ -24,8 +24,9 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject() -> None:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert env["channels"] == ["conda-forge"]
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
-    listed = {_name(d) for d in conda} - {"python", "pip"}
-    assert listed == wanted
+    pip = [d for section in env["dependencies"] if isinstance(section, dict) for d in section.get("pip", [])]
+    listed = {_name(d) for d in conda} | {_name(d) for d in pip if not d.startswith("-e")}
+    assert listed - {"python", "pip"} == wanted
     # Minor-pinned: name=X.Y, and every pin commented in the file.
     for dep in conda:
         if _name(dep) not in {"python", "pip"}:
@@ -46,6 +47,23 @@ def test_docker_compose_runs_a_pinned_mailpit_with_auth_and_healthcheck() -> Non
     assert str(env["MP_SMTP_AUTH_ACCEPT_ANY"]) in {"1", "true"}
     assert str(env["MP_SMTP_AUTH_ALLOW_INSECURE"]) in {"1", "true"}
     assert mailpit["healthcheck"]["test"] == ["CMD", "/mailpit", "readyz"]
+    assert "MP_POP3_AUTH" in env and "1110" in ports
+
+
+def test_docker_compose_provider_service_relays_to_mailpit() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    provider = compose["services"]["provider"]
+    assert provider["build"] == "." and (ROOT / "Dockerfile").is_file()
+    command = provider["command"]
+    assert command[:2] == ["emailkit", "provider"]
+    assert command[command.index("--mailpit") + 1] == "http://mailpit:8025"
+    assert command[command.index("--smtp") + 1] == "mailpit:1025"
+    assert provider["depends_on"]["mailpit"]["condition"] == "service_healthy"
+    # The command's flags are the CLI's own: parsing them must succeed.
+    from emailkit.cli import build_parser
+
+    args = build_parser().parse_args(command[1:])
+    assert args.listen == "0.0.0.0:8090"
 
 
 def test_readme_first_screen_has_the_two_commands_and_the_notebook_table() -> None:
