@@ -26,9 +26,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emailkit.errors import InvalidInput
 from emailkit.provider.errors import ProviderError, error_responses, install_error_handlers, request_id_of
+from emailkit.provider.faults import Faults
 from emailkit.provider.models import (
+    MAX_BATCH,
+    BatchResponse,
+    BatchSendRequest,
     DataResponse,
     DeleteResponse,
+    FaultsIn,
+    FaultsOut,
     GrantCreate,
     GrantOut,
     ListResponse,
@@ -117,6 +123,56 @@ async def _app_key(request: Request, credentials: Credentials) -> None:
     _service(request).require_api_key(_token(credentials, request))
 
 
+async def _send_access(request: Request, grant_id: GrantRef, credentials: Credentials) -> Access:
+    """``email.send`` access, then the injected fault if one is due (before anything else happens)."""
+    service = _service(request)
+    access = service.authorize(_token(credentials, request), grant_id, "email.send")
+    service.inject_fault()
+    return access
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+async def _once(request: Request, service: Service, who: Access, key: str | None, fields: str | None,
+                run: Callable[[], Awaitable[tuple[int, bytes]]]) -> Response:
+    """Run a send under its Idempotency-Key (see docs/provider.md, Idempotency).
+
+    `run` returns the (status, JSON body) to answer and to replay; errors it raises are
+    answered but not kept, so a retry with the same key runs again.
+    """
+    if key is None:
+        status, payload = await run()
+        return Response(payload, status_code=status, media_type="application/json")
+    if not key.strip() or len(key) > 256:
+        raise ProviderError(400, "invalid_idempotency_key",
+                            "Idempotency-Key must be 1 to 256 characters; use a UUID per logical send",
+                            field="Idempotency-Key")
+    grant = who.grant
+    digest = _hash(await request.body() + (fields or "").encode())
+    cached = service.store.idempotent(grant.id, key, service.idempotency_ttl)
+    if cached is not None:
+        if cached["request_hash"] != digest:
+            raise ProviderError(409, "invalid_idempotent_request",
+                                "this Idempotency-Key was used with a different request; use a new key for a "
+                                "new send", field="Idempotency-Key")
+        return Response(cached["body"], status_code=cached["status"], media_type="application/json",
+                        headers={"Idempotent-Response": "true"})
+    slot = (grant.id, key)
+    if slot in service.inflight:
+        raise ProviderError(409, "concurrent_idempotent_request",
+                            "a request with this Idempotency-Key is still running; wait for it, then retry",
+                            field="Idempotency-Key")
+    service.inflight.add(slot)
+    try:
+        status, payload = await run()
+        service.store.remember(grant.id, key, digest, status, payload)
+    finally:
+        service.inflight.discard(slot)
+    return Response(payload, status_code=status, media_type="application/json")
+
+
 class _RequestIds:
     """ASGI middleware: a fresh ``request-id`` for every request, in ``request.state`` and the answer."""
 
@@ -143,6 +199,11 @@ class _RequestIds:
 
 Reader = Annotated[Access, Depends(_access("email.read"))]
 Sender = Annotated[Access, Depends(_access("email.send"))]
+#: A send: `email.send` access, then an injected fault when one is due.
+Sending = Annotated[Access, Depends(_send_access)]
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", description="At most 256 characters; a replay within the cache time returns "
+    "the first answer with Idempotent-Response: true")]
 AppKey = Depends(_app_key)
 
 
@@ -191,50 +252,45 @@ def create_app(service: Service, *, oauth_router: APIRouter | None = None, title
     async def send_message(
         request: Request,
         body: SendRequest,
-        who: Sender,
+        who: Sending,
         fields: IncludeHeaders = None,
-        idempotency_key: Annotated[str | None, Header(
-            alias="Idempotency-Key", description="At most 256 characters; a replay within the cache time returns "
-            "the first answer with Idempotent-Response: true")] = None,
-    ) -> Any:
-        include = _include_headers(fields)
-        grant = who.grant
-        if idempotency_key is None:
-            return _ok(request, await service.send(grant, body, request_id_of(request), include_headers=include))
-        if not idempotency_key.strip() or len(idempotency_key) > 256:
-            raise ProviderError(400, "invalid_idempotency_key",
-                                "Idempotency-Key must be 1 to 256 characters; use a UUID per logical send",
-                                field="Idempotency-Key")
-        digest = _hash(await request.body() + (fields or "").encode())
-        cached = service.store.idempotent(grant.id, idempotency_key, service.idempotency_ttl)
-        if cached is not None:
-            if cached["request_hash"] != digest:
-                raise ProviderError(409, "invalid_idempotent_request",
-                                    "this Idempotency-Key was used with a different request; use a new key for a "
-                                    "new send", field="Idempotency-Key")
-            return Response(cached["body"], status_code=cached["status"], media_type="application/json",
-                            headers={"Idempotent-Response": "true"})
-        slot = (grant.id, idempotency_key)
-        if slot in service.inflight:
-            raise ProviderError(409, "concurrent_idempotent_request",
-                                "a request with this Idempotency-Key is still running; wait for it, then retry",
-                                field="Idempotency-Key")
-        service.inflight.add(slot)
-        try:
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response:
+        async def run() -> tuple[int, bytes]:
             try:
-                out = _ok(request, await service.send(grant, body, request_id_of(request), include_headers=include))
-                status, content = 200, SentMessageOut.model_validate(out["data"])
-                payload = json.dumps({"request_id": out["request_id"],
-                                      "data": content.model_dump(mode="json", by_alias=True)},
-                                     separators=(",", ":")).encode()
+                data = await service.send(who.grant, body, request_id_of(request),
+                                          include_headers=_include_headers(fields))
             except ProviderError as exc:
                 if exc.status != 422:  # only answers given after SMTP was tried are replayed
                     raise
-                status, payload = exc.status, json.dumps(exc.body(request_id_of(request)), separators=(",", ":")).encode()
-            service.store.remember(grant.id, idempotency_key, digest, status, payload)
-        finally:
-            service.inflight.discard(slot)
-        return Response(payload, status_code=status, media_type="application/json")
+                return exc.status, _json(exc.body(request_id_of(request)))
+            out = DataResponse[SentMessageOut].model_validate({"request_id": request_id_of(request), "data": data})
+            return 200, out.model_dump_json(by_alias=True).encode()
+
+        return await _once(request, service, who, idempotency_key, fields, run)
+
+    @app.post("/v3/grants/{grant_id}/messages/send-batch", tags=["messages"],
+              response_model=BatchResponse,
+              responses=error_responses(400, 401, 403, 404, 409, 429, 503),
+              summary=f"Send 1 to {MAX_BATCH} messages in one request (results per message, in order)")
+    async def send_batch(
+        request: Request,
+        body: BatchSendRequest,
+        who: Sending,
+        fields: IncludeHeaders = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response:
+        """Every item is checked before any is sent (a bad one refuses the batch, naming
+        ``messages[i].…``); then they go out one after another on the shared SMTP session.
+        The answer is 200 with one result per item: the message object as …/messages/send
+        returns it, or ``{"error": {type, message, …}, "index": i}`` for an item SMTP refused."""
+        async def run() -> tuple[int, bytes]:
+            data = await service.send_batch(who.grant, body.messages, request_id_of(request),
+                                            include_headers=_include_headers(fields))
+            out = BatchResponse.model_validate({"request_id": request_id_of(request), "data": data})
+            return 200, out.model_dump_json(by_alias=True).encode()
+
+        return await _once(request, service, who, idempotency_key, fields, run)
 
     @app.get("/v3/grants/{grant_id}/messages", tags=["messages"], response_model=ListResponse[MessageOut],
              responses=error_responses(*_ERRORS), summary="List messages, newest first")
@@ -406,6 +462,25 @@ def create_app(service: Service, *, oauth_router: APIRouter | None = None, title
         if not service.store.delete_webhook(webhook_id):
             raise ProviderError(404, "not_found_error", f"no webhook {webhook_id!r}", field="webhook_id")
         return {"request_id": request_id_of(request)}
+
+    # ------------------------------------------------------------------ injected faults (not Nylas)
+
+    # Left out of /openapi.json on purpose: a schema-driven fuzzer (the schemathesis test) would
+    # switch faults on and then see the 503s it asked for on every send. docs/provider.md has it.
+    @app.get("/v3/admin/faults", tags=["admin"], dependencies=[AppKey], response_model=DataResponse[FaultsOut],
+             include_in_schema=False)
+    async def get_faults(request: Request) -> dict[str, Any]:
+        return _ok(request, service.faults.to_json())
+
+    @app.put("/v3/admin/faults", tags=["admin"], dependencies=[AppKey], response_model=DataResponse[FaultsOut],
+             include_in_schema=False)
+    async def put_faults(request: Request, body: FaultsIn) -> dict[str, Any]:
+        try:
+            service.faults = Faults(status=body.status, probability=body.probability, retry_after=body.retry_after)
+        except InvalidInput as exc:
+            raise ProviderError(400, "invalid_request_error", f"{exc.field}: {exc.problem}; {exc.fix}",
+                                field=exc.field) from None
+        return _ok(request, service.faults.to_json())
 
     @app.get("/", include_in_schema=False)
     async def root(request: Request) -> JSONResponse:

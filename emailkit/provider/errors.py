@@ -14,8 +14,9 @@ so a client parses one shape. Types follow Nylas v3's bare names (see docs/provi
 409    invalid_idempotent_request      same Idempotency-Key, different payload
 409    concurrent_idempotent_request   same Idempotency-Key, first request still running
 422    provider_error                  the SMTP server refused the message (code + text)
-429    rate_limit_error                per-grant rate limit; see Retry-After
+429    rate_limit_error                per-grant rate limit (or an injected fault); see Retry-After
 503    provider_unavailable            SMTP or Mailpit unreachable, or a 4xx SMTP reply
+503    service_unavailable             an injected fault (PUT /v3/admin/faults); see Retry-After
 =====  ==============================  ============================================
 """
 
@@ -98,8 +99,9 @@ _DESCRIPTIONS = {
     404: "No such grant or object",
     409: "Idempotency-Key conflict",
     422: "The SMTP server refused the message or every recipient",
-    429: "Rate limit: wait Retry-After seconds",
-    503: "SMTP server or Mailpit unreachable, or a temporary SMTP failure: retry after Retry-After",
+    429: "Rate limit (or an injected fault): wait Retry-After seconds",
+    503: "SMTP server or Mailpit unreachable, a temporary SMTP failure, or an injected fault: retry after "
+         "Retry-After",
 }
 
 
@@ -145,6 +147,13 @@ def _describe(err: dict[str, Any]) -> tuple[str, str]:
         return field, f"{noun} {field!r} is required; add it"
     if kind == "extra_forbidden":
         return field, f"{field!r} is not a field this API accepts; remove it (see /openapi.json for the fields)"
+    if kind in ("too_long", "too_short"):
+        ctx = err.get("ctx") or {}
+        if kind == "too_long":
+            given = f", not {ctx['actual_length']}" if ctx.get("actual_length") is not None else ""
+            return field, (f"{field}: at most {ctx.get('max_length')} items per request{given}; "
+                           "split it into several requests")
+        return field, f"{field}: empty; give at least {ctx.get('min_length')} item"
     if kind in ("model_attributes_type", "dict_type"):
         return field, f"{field} must be a JSON object"
     msg = err.get("msg", "is not valid")

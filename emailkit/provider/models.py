@@ -13,12 +13,20 @@ from typing import Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "MAX_BATCH",
     "AttachmentIn",
     "AttachmentOut",
+    "BatchError",
+    "BatchItemError",
+    "BatchResponse",
+    "BatchResult",
+    "BatchSendRequest",
     "CustomHeader",
     "DataResponse",
     "DeleteResponse",
     "EmailName",
+    "FaultsIn",
+    "FaultsOut",
     "GrantCreate",
     "GrantOut",
     "HeaderOut",
@@ -84,6 +92,25 @@ class SendRequest(_Request):
     custom_headers: list[CustomHeader] = Field(default_factory=list)
     template: TemplateRef | None = Field(None, description="Render a stored template instead of giving body")
     attachments: list[AttachmentIn] = Field(default_factory=list)
+
+
+#: Most messages one ``send-batch`` request may carry.
+MAX_BATCH = 100
+
+
+class BatchSendRequest(_Request):
+    """Body of ``POST /v3/grants/{grant_id}/messages/send-batch``."""
+
+    messages: list[SendRequest] = Field(min_length=1, max_length=MAX_BATCH,
+                                        description=f"1 to {MAX_BATCH} messages, each as for …/messages/send")
+
+
+class FaultsIn(_Request):
+    """Body of ``PUT /v3/admin/faults`` (injected faults; not part of Nylas v3)."""
+
+    status: int = Field(description="429 (rate_limit_error) or 503 (service_unavailable)")
+    probability: float = Field(description="Percentage of sends to fail, 0-100 (0 turns faults off)")
+    retry_after: float = Field(1.0, description="Seconds for Retry-After (sent as whole seconds, rounded up), >= 0")
 
 
 class UpdateMessageRequest(_Request):
@@ -168,6 +195,30 @@ class SentMessageOut(MessageOut):
         default_factory=list, description="Recipients the SMTP server refused while accepting the others")
 
 
+class BatchError(BaseModel):
+    type: str = Field(description="provider_error (SMTP refused it), provider_unavailable (SMTP unreachable or a "
+                      "4xx deferral: resend this item)")
+    message: str
+    field: str | None = None
+    provider_error: dict[str, object] | None = Field(None, description="smtp_code, smtp_reply, recipients")
+
+
+class BatchItemError(BaseModel):
+    """A batch item that was not sent (the others may have been)."""
+
+    error: BatchError
+    index: int = Field(description="Position of the item in the request's messages")
+
+
+BatchResult = SentMessageOut | BatchItemError
+
+
+class FaultsOut(BaseModel):
+    status: int
+    probability: float
+    retry_after: float
+
+
 class ThreadOut(BaseModel):
     id: str
     grant_id: str
@@ -233,6 +284,13 @@ class ListResponse(BaseModel, Generic[T]):
     request_id: str
     data: list[T]
     next_cursor: str | None = Field(None, description="Pass as page_token for the next page; null on the last")
+
+
+class BatchResponse(BaseModel):
+    """Answer of ``send-batch``: one result per message, in the request's order."""
+
+    request_id: str
+    data: list[BatchResult] = Field(description="The sent message, or {error, index} for one that was not sent")
 
 
 class DeleteResponse(BaseModel):

@@ -30,6 +30,7 @@ from emailkit.background import BackgroundLoop
 from emailkit.errors import InvalidInput
 from emailkit.mailpit import AsyncMailpit
 from emailkit.provider.app import create_app
+from emailkit.provider.faults import Faults
 from emailkit.provider.mailbox import Mailbox
 from emailkit.provider.oauth import OAuth
 from emailkit.provider.outbound import Outbound
@@ -77,6 +78,7 @@ class Provider:
         self.rate_limit, self.rate_burst, self.poll_interval = rate_limit, rate_burst, poll_interval
         self.max_recipients = max_recipients
         self.webhook_attempts, self.webhook_wait_initial = webhook_attempts, webhook_wait_initial
+        self._faults = Faults()
         self.store = Store(self.database)
         self.oauth = OAuth(self.database, self.store, access_token_ttl=access_token_ttl)
         self.service: Service | None = None
@@ -115,6 +117,7 @@ class Provider:
             api_key=self.api_key,
             max_recipients=self.max_recipients,
             poll_interval=self.poll_interval,
+            faults=self._faults,
         )
         service.start_polling()
         return service
@@ -202,6 +205,30 @@ class Provider:
         self._record_smtp = bool(value)
         if self.service is not None and self._loop is not None:
             self._loop.run(self.service.outbound.set_record(self._record_smtp), timeout=30)
+
+    @property
+    def faults(self) -> Faults:
+        """Injected faults for sends (``PUT /v3/admin/faults``); settable, None turns them off."""
+        return self.service.faults if self.service is not None else self._faults
+
+    @faults.setter
+    def faults(self, value: Faults | None) -> None:
+        if value is not None and not isinstance(value, Faults):
+            raise InvalidInput("faults", f"{value!r} is not a Faults",
+                               fix="write provider.faults = Faults(status=429, probability=30, retry_after=1)")
+        self._faults = value or Faults()
+        if self.service is not None:
+            self.service.faults = self._faults  # one reference swap: safe while the loop thread reads it
+
+    def set_faults(self, status: int = 503, probability: float = 0, retry_after: float = 1) -> Faults:
+        """Answer `probability` % of sends with `status` (429 or 503) and Retry-After; returns the setting."""
+        self.faults = Faults(status=status, probability=probability, retry_after=retry_after)
+        return self.faults
+
+    @property
+    def faults_injected(self) -> int:
+        """Sends answered with an injected fault so far."""
+        return self.service.faults_injected if self.service is not None else 0
 
     @property
     def smtp_transcript(self) -> Transcript | None:

@@ -26,6 +26,7 @@ import aiosmtplib
 from emailkit.errors import InvalidInput, MailpitError, SMTPSendError
 from emailkit.message import compose
 from emailkit.provider.errors import ProviderError
+from emailkit.provider.faults import Faults
 from emailkit.provider.mailbox import Mailbox, snippet_of
 from emailkit.provider.models import SendRequest
 from emailkit.provider.outbound import Outbound
@@ -33,6 +34,7 @@ from emailkit.provider.ratelimit import TokenBucket
 from emailkit.provider.store import Grant, Store
 from emailkit.provider.templating import render
 from emailkit.provider.webhooks import Dispatcher
+from emailkit.smtp import SendResult
 from emailkit.threads import header, message_ids, references, reply_headers
 
 __all__ = ["Access", "Service", "TokenChecker"]
@@ -78,7 +80,7 @@ class Service:
     def __init__(self, *, store: Store, mailbox: Mailbox, outbound: Outbound, dispatcher: Dispatcher,
                  limiter: TokenBucket, oauth: TokenChecker | None, api_key: str,
                  max_recipients: int = 100, idempotency_ttl: float = 3600.0,
-                 poll_interval: float | None = 1.0) -> None:
+                 poll_interval: float | None = 1.0, faults: Faults | None = None) -> None:
         self.store = store
         self.mailbox = mailbox
         self.outbound = outbound
@@ -90,6 +92,10 @@ class Service:
         self.idempotency_ttl = idempotency_ttl
         self.poll_interval = poll_interval
         self.inflight: set[tuple[str, str]] = set()
+        #: Injected faults for sends (see emailkit.provider.faults); off by default.
+        self.faults = faults or Faults()
+        #: Sends answered with an injected fault so far.
+        self.faults_injected = 0
         self._poller: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ who may do what
@@ -148,6 +154,13 @@ class Service:
                                 f"retry after {seconds} s",
                                 headers={"Retry-After": str(seconds), "X-RateLimit-Limit": f"{self.limiter.rate:g}"})
         return access
+
+    def inject_fault(self) -> None:
+        """Raise the injected fault for this send, at the configured probability (nothing is sent)."""
+        error = self.faults.roll()
+        if error is not None:
+            self.faults_injected += 1
+            raise error
 
     # ------------------------------------------------------------------ reading
 
@@ -368,6 +381,65 @@ class Service:
             result = await self.outbound.send(message, sender=grant.email, recipients=recipients)
         except SMTPSendError as exc:
             raise self._smtp_failure(grant, exc, message) from None
+        return await self._sent(grant, message, recipients, is_html, body, result, request_id,
+                                include_headers=include_headers)
+
+    async def send_batch(self, grant: Grant, reqs: list[SendRequest], request_id: str, *,
+                         include_headers: bool = False) -> list[dict[str, Any]]:
+        """Check every item, then send them one after another on the shared SMTP session.
+
+        Returns one result per item, in order: the sent message's JSON, or ``{error, index}``.
+        An item that fails the checks refuses the whole batch (its status, ``messages[i].…``
+        field) before anything is sent; when no item could be sent because SMTP was
+        unreachable or deferred them all, the whole batch is a 503 (nothing sent: retry it).
+        """
+        built: list[tuple[EmailMessage, list[str], bool, str]] = []
+        for i, req in enumerate(reqs):
+            try:
+                built.append(await self.build(grant, req))
+            except ProviderError as exc:
+                if exc.status >= 500:  # Mailpit unreachable while checking: nothing was sent
+                    raise
+                raise ProviderError(exc.status, exc.type, f"messages[{i}]: {exc.message}; nothing in the batch was "
+                                    "sent", field=f"messages[{i}]" + (f".{exc.field}" if exc.field else ""),
+                                    headers=exc.headers, provider_error=exc.provider_error) from None
+        results: list[dict[str, Any]] = []
+        deferred: list[ProviderError] = []  # SMTP-level temporary failures: those items were not sent
+        unreachable: ProviderError | None = None
+        for i, (message, recipients, is_html, body) in enumerate(built):
+            if unreachable is not None:  # do not knock on a closed door once per item
+                results.append(self._item_error(i, unreachable))
+                deferred.append(unreachable)
+                continue
+            try:
+                result = await self.outbound.send(message, sender=grant.email, recipients=recipients)
+            except SMTPSendError as exc:
+                error = self._smtp_failure(grant, exc, message)
+                if error.status == 503:
+                    deferred.append(error)
+                    if exc.code is None:
+                        unreachable = error
+                results.append(self._item_error(i, error))
+                continue
+            try:
+                results.append(await self._sent(grant, message, recipients, is_html, body, result, request_id,
+                                                include_headers=include_headers))
+            except ProviderError as error:  # accepted by SMTP but not found in Mailpit
+                results.append(self._item_error(i, error))
+        if len(deferred) == len(built):
+            first = deferred[0]
+            raise ProviderError(503, "provider_unavailable", f"none of the {len(built)} messages could be sent "
+                                f"({first.message}); nothing was sent: retry the batch", headers=first.headers,
+                                provider_error=first.provider_error)
+        return results
+
+    @staticmethod
+    def _item_error(index: int, error: ProviderError) -> dict[str, Any]:
+        return {"error": error.body("")["error"], "index": index}
+
+    async def _sent(self, grant: Grant, message: EmailMessage, recipients: list[str], is_html: bool, body: str,
+                    result: SendResult, request_id: str, *, include_headers: bool) -> dict[str, Any]:
+        """Index a message SMTP accepted, announce it (message.sent, message.bounced); its JSON."""
         mid = result.queued_as or await self._find_queued(result.message_id)
         refused: list[dict[str, Any]] = [{"email": r, "smtp_code": c, "smtp_reply": t}
                                          for r, (c, t) in result.refused.items()]
