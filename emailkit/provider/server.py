@@ -15,15 +15,9 @@ until Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import secrets
-import signal
-import socket
 import sys
-import threading
-import time
-from types import FrameType
 from typing import Any
 
 from emailkit.background import BackgroundLoop
@@ -38,6 +32,7 @@ from emailkit.provider.ratelimit import TokenBucket
 from emailkit.provider.service import Service
 from emailkit.provider.store import Grant, Store
 from emailkit.provider.webhooks import Dispatcher
+from emailkit.serving import AsgiServer, parse_hostport, wait_for_signal
 from emailkit.wiretap import Transcript
 
 __all__ = ["Provider", "add_arguments", "run"]
@@ -85,9 +80,7 @@ class Provider:
         self.app: Any = None
         self.host, self.port = listen
         self._loop: BackgroundLoop | None = None
-        self._server: Any = None
-        self._task: Any = None
-        self._socket: socket.socket | None = None
+        self._http: AsgiServer | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -123,42 +116,15 @@ class Provider:
         return service
 
     def _serve(self) -> None:
-        import uvicorn
-
         assert self._loop is not None
-        host, port = self.listen
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on accepted sockets whose proto says
-        # TCP; without it each response waits ~40 ms for the client's delayed ACK (Nagle).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-        sock.setblocking(False)
-        self._socket = sock
-        self.host, self.port = host, sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_config=None, log_level="warning", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=2, server_header=False)
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.run_coroutine_threadsafe(self._server.serve(sockets=[sock]), self._loop.loop)
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-                raise RuntimeError("the provider's HTTP server stopped during start-up")
-            if time.monotonic() > deadline:
-                raise TimeoutError("the provider's HTTP server did not start within 10 s")
-            time.sleep(0.002)
+        self._http = AsgiServer(self.app, *self.listen, loop=self._loop).start()
+        self.host, self.port = self._http.host, self._http.port
 
     def close(self) -> None:
         """Stop serving, finish the SMTP session politely, close the store."""
-        if self._server is not None:
-            self._server.should_exit = True
-            try:
-                self._task.result(timeout=5)
-            except Exception:  # noqa: BLE001 - shutting down
-                pass
-            self._server = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
         if self._loop is not None:
             if self.service is not None:
                 try:
@@ -167,9 +133,6 @@ class Provider:
                     pass
             self._loop.close()
             self._loop = None
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
         self.oauth.close()
         self.store.close()
 
@@ -272,14 +235,6 @@ class Provider:
 # --------------------------------------------------------------------------- CLI
 
 
-def _hostport(value: str, field: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise InvalidInput(field, f"{value!r} is not HOST:PORT", fix=f"write it like 127.0.0.1:{'1025' if field == '--smtp' else '8090'}")
-    return host or "127.0.0.1", int(port)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `emailkit provider`."""
     parser.add_argument("--mailpit", default=os.environ.get("MAILPIT_URL", "http://127.0.0.1:8025"),
@@ -297,8 +252,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """`emailkit provider`: serve until Ctrl-C or SIGTERM."""
     try:
-        smtp_host, smtp_port = _hostport(args.smtp, "--smtp")
-        listen = _hostport(args.listen, "--listen")
+        smtp_host, smtp_port = parse_hostport(args.smtp, "--smtp")
+        listen = parse_hostport(args.listen, "--listen", example="127.0.0.1:8090")
     except InvalidInput as exc:
         print(f"emailkit provider: {exc}", file=sys.stderr)
         return 2
@@ -310,12 +265,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"emailkit provider: cannot listen on {args.listen}: {exc}", file=sys.stderr)
         provider.close()
         return 1
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for email in args.grant:
             grant = provider.create_grant(email)
@@ -327,11 +276,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"API key: {provider.api_key}")
         print("Ctrl-C stops it.", flush=True)
-        while not stop.wait(0.5):
-            pass
+        wait_for_signal()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         provider.close()
         print("emailkit provider stopped.")
     return 0
