@@ -529,8 +529,8 @@ def round_trips(summary: pd.DataFrame, *, recipients: int = 1, batch_size: int =
     """Round trips per message counted on the wire beside each protocol's minimum.
 
     Minimums count application round trips from the server's greeting (SMTP) or the first
-    request (HTTP) — the TCP handshake (one more round trip per new connection, plus one or
-    two for TLS) is listed apart because the wiretap, a loopback proxy, does not delay it.
+    request (HTTP); the TCP handshake (one more round trip per new connection, plus one or
+    two for TLS) is listed apart (the wiretap charges it in the timings: one RTT per connection).
     SMTP without PIPELINING: EHLO, MAIL, one RCPT per recipient, DATA, the content, QUIT =
     N + 5 on a new connection, N + 3 per message on a reused one. With PIPELINING (RFC 2920)
     MAIL, the RCPTs and DATA go as one group: 2 per message, plus EHLO and QUIT, which stay

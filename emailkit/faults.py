@@ -5,7 +5,7 @@
   RCPT TO or AUTH with the code you choose, at the probability you choose.
 * `set_provider_faults()` — the provider answers sends with 429 + ``Retry-After`` or 503,
   at a probability (``PUT /v3/admin/faults``, API key).
-* `LostReply` — a TCP proxy that passes a conversation through but *loses* the server's
+* `lost_reply()` — a TCP proxy (a `Wiretap`) that passes a conversation through but *loses* the server's
   answer to a finished send (SMTP ``250 … queued as``, HTTP ``200``) and cuts the connection:
   the server did the work, the client never heard so. Neither Mailpit nor a provider can be
   told to do that, and it is the failure that makes naive retries send twice.
@@ -14,17 +14,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import random
-import re
 from typing import Any
 
 import httpx
 
-from .background import BackgroundLoop
-from .errors import InvalidInput, MailpitError
+from .errors import InvalidInput
+from .mailpit import Mailpit
+from .wiretap import LoseReplies, Wiretap
 
-__all__ = ["HTTP_OK", "SMTP_ACCEPTED", "LostReply", "chaos", "set_chaos", "set_provider_faults"]
+__all__ = ["HTTP_OK", "SMTP_ACCEPTED", "chaos", "lost_reply", "set_chaos", "set_provider_faults"]
 
 #: The server's final ``250`` to DATA (the message is stored).
 SMTP_ACCEPTED = rb"(?m)^250[ -][^\r\n]*queued as"
@@ -50,22 +48,10 @@ def _trigger(name: str, value: tuple[int, float] | None) -> dict[str, Any] | Non
     return {"ErrorCode": code, "Probability": int(probability)}
 
 
-def _chaos_error(response: httpx.Response, api_url: str) -> MailpitError:
-    text = response.text.strip()
-    if response.status_code == 400 and "not enabled" in text.lower():
-        return MailpitError(f"Chaos is not enabled at {api_url}", status=400,
-                            fix="start Mailpit with --enable-chaos (MP_ENABLE_CHAOS=true), or use "
-                                "emailkit.sandbox.Sandbox(chaos=True)")
-    return MailpitError(f"chaos: HTTP {response.status_code}: {text}", status=response.status_code,
-                        fix="check the trigger JSON (codes 400-599, probability 0-100)")
-
-
 def chaos(api_url: str, *, timeout: float = 5.0) -> dict[str, Any]:
     """The current Chaos triggers (``GET /api/v1/chaos``)."""
-    response = httpx.get(f"{api_url.rstrip('/')}/api/v1/chaos", timeout=timeout)
-    if response.status_code != 200:
-        raise _chaos_error(response, api_url)
-    return dict(response.json())
+    with Mailpit(api_url, timeout=timeout) as client:
+        return dict(client.chaos())
 
 
 def set_chaos(
@@ -80,16 +66,10 @@ def set_chaos(
 
     ``set_chaos(url)`` with no trigger turns every fault off. Returns the new configuration.
     """
-    body = {
-        key: trigger
-        for arg, key in _TRIGGERS.items()
-        if (trigger := _trigger(arg, {"sender": sender, "recipient": recipient,
-                                      "authentication": authentication}[arg])) is not None
-    }
-    response = httpx.put(f"{api_url.rstrip('/')}/api/v1/chaos", json=body, timeout=timeout)
-    if response.status_code != 200:
-        raise _chaos_error(response, api_url)
-    return dict(response.json())
+    given = {"sender": sender, "recipient": recipient, "authentication": authentication}
+    body = {key: trigger for arg, key in _TRIGGERS.items() if (trigger := _trigger(arg, given[arg])) is not None}
+    with Mailpit(api_url, timeout=timeout) as client:
+        return dict(client.set_chaos(body))
 
 
 def set_provider_faults(provider_url: str, api_key: str, *, status: int | None = None, probability: float = 0,
@@ -113,113 +93,20 @@ def set_provider_faults(provider_url: str, api_key: str, *, status: int | None =
     return dict(response.json())
 
 
-class LostReply:
-    """A TCP proxy that loses the server's answer to a finished send, then cuts the connection.
+def lost_reply(upstream_host: str, upstream_port: int, *, pattern: bytes = SMTP_ACCEPTED,
+               probability: float = 1.0, times: int | None = None, seed: int | None = None) -> Wiretap:
+    """A proxy that loses the server's answer to a finished send, then cuts the connection.
 
     Connect clients to `(proxy.host, proxy.port)`. Whenever bytes from the server match
-    `pattern` (checked per chunk received, which on loopback is one reply), the proxy drops
-    them — with `probability`, at most `times` times in all (None: no limit) — and closes
-    both sides. `lost` counts the replies lost, `connections` the connections seen.
+    `pattern`, it drops them — with `probability`, at most `times` times in all (None: no
+    limit) — and closes both sides; `proxy.lost` counts the replies lost. It is a `Wiretap`
+    (use it in a ``with``) that records nothing.
 
-        with LostReply(lab.smtp_host, lab.smtp_port, times=1) as proxy:
+        with lost_reply(lab.smtp_host, lab.smtp_port, times=1) as proxy:
             await emailkit.smtp.send(msg, host=proxy.host, port=proxy.port)   # raises: no 250
     """
-
-    def __init__(self, upstream_host: str, upstream_port: int, *, pattern: bytes = SMTP_ACCEPTED,
-                 probability: float = 1.0, times: int | None = None, seed: int | None = None,
-                 listen_host: str = "127.0.0.1") -> None:
-        if not 0 <= probability <= 1:
-            raise InvalidInput("probability", f"{probability!r} is not between 0 and 1",
-                               fix="give the share of matching replies to lose, e.g. 0.1")
-        self.upstream_host, self.upstream_port = upstream_host, upstream_port
-        self.pattern = re.compile(pattern)
-        self.probability = probability
-        self.times = times
-        self.listen_host = listen_host
-        self.host, self.port = listen_host, 0
-        self.lost = 0
-        self.connections = 0
-        self._random = random.Random(seed)
-        self._loop: BackgroundLoop | None = None
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def start(self) -> LostReply:
-        if self._loop is None:
-            self._loop = BackgroundLoop(name="lost-reply")
-            self._server = self._loop.run(asyncio.start_server(self._handle, self.listen_host, 0))
-            self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    def close(self) -> None:
-        if self._loop is None:
-            return
-
-        async def stop() -> None:
-            assert self._server is not None
-            self._server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-        self._loop.run(stop(), timeout=10)
-        self._loop.close()
-        self._loop = None
-
-    def __enter__(self) -> LostReply:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _lose(self, data: bytes) -> bool:
-        if not self.pattern.search(data):
-            return False
-        if self.times is not None and self.lost >= self.times:
-            return False
-        if self._random.random() >= self.probability:
-            return False
-        self.lost += 1
-        return True
-
-    async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
-        up_writer: asyncio.StreamWriter | None = None
-        try:
-            try:
-                up_reader, up_writer = await asyncio.open_connection(self.upstream_host, self.upstream_port)
-            except OSError:
-                client_writer.transport.abort()
-                return
-            async def to_server() -> None:
-                assert up_writer is not None
-                while data := await client_reader.read(65536):
-                    up_writer.write(data)
-                    await up_writer.drain()
-                if up_writer.can_write_eof():
-                    up_writer.write_eof()
-
-            async def to_client() -> None:
-                assert up_writer is not None
-                while data := await up_reader.read(65536):
-                    if self._lose(data):
-                        # The server has done the work; the client will never hear it.
-                        client_writer.transport.abort()
-                        up_writer.transport.abort()
-                        return
-                    client_writer.write(data)
-                    await client_writer.drain()
-                if client_writer.can_write_eof():
-                    client_writer.write_eof()
-
-            await asyncio.gather(to_server(), to_client(), return_exceptions=True)
-        except (asyncio.CancelledError, ConnectionError, OSError):
-            pass
-        finally:
-            self._tasks.discard(task)
-            client_writer.close()
-            if up_writer is not None:
-                up_writer.close()
+    if not 0 <= probability <= 1:
+        raise InvalidInput("probability", f"{probability!r} is not between 0 and 1",
+                           fix="give the share of matching replies to lose, e.g. 0.1")
+    return Wiretap(upstream_host, upstream_port, protocol="raw", record=False,
+                   lose=LoseReplies(pattern, probability=probability, times=times, seed=seed))

@@ -17,7 +17,7 @@ import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -193,6 +193,18 @@ def _check(response: httpx.Response, what: str) -> httpx.Response:
     return response
 
 
+def _check_chaos(response: httpx.Response, base_url: str) -> httpx.Response:
+    text = response.text.strip()
+    if response.status_code == 400 and "not enabled" in text.lower():
+        raise MailpitError(f"Chaos is not enabled at {base_url}", status=400,
+                           fix="start Mailpit with --enable-chaos (MP_ENABLE_CHAOS=true), or use "
+                               "emailkit.sandbox.Sandbox(chaos=True)")
+    if response.status_code != 200:
+        raise MailpitError(f"chaos: HTTP {response.status_code}: {text}", status=response.status_code,
+                           fix="check the trigger JSON (codes 400-599, probability 0-100)")
+    return response
+
+
 def _page(start: int, limit: int) -> dict[str, int]:
     if start < 0 or limit < 0:
         raise ValueError("start and limit must be >= 0")
@@ -297,6 +309,26 @@ class _Operations:
             r = yield _Request("GET", "/api/v1/info")
             assert r is not None
             return dict(_check(r, "info").json())
+
+        return self._drive(op())
+
+    def chaos(self) -> Any:
+        """The Chaos triggers (``GET /api/v1/chaos``; Mailpit started with --enable-chaos)."""
+
+        def op() -> _Op[dict[str, Any]]:
+            r = yield _Request("GET", "/api/v1/chaos")
+            assert r is not None
+            return dict(_check_chaos(r, self.base_url).json())
+
+        return self._drive(op())
+
+    def set_chaos(self, triggers: dict[str, Any]) -> Any:
+        """Set the Chaos triggers (``PUT /api/v1/chaos``); omitted triggers reset. Returns the new ones."""
+
+        def op() -> _Op[dict[str, Any]]:
+            r = yield _Request("PUT", "/api/v1/chaos", json=triggers)
+            assert r is not None
+            return dict(_check_chaos(r, self.base_url).json())
 
         return self._drive(op())
 

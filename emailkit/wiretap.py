@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import html
+import random
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from .replies import explain, explain_ehlo, parse_reply
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Line", "Transcript", "Wiretap"]
+__all__ = ["Line", "LoseReplies", "Transcript", "Wiretap"]
 
 Direction = Literal["C", "S"]
 Protocol = Literal["smtp", "http", "pop3", "raw"]
@@ -273,6 +275,37 @@ class _Stream:
             self._line(raw)
 
 
+@dataclass
+class LoseReplies:
+    """Which server replies a `Wiretap` should lose: the ones matching `pattern` (checked per chunk
+    received, which on loopback is one reply), with `probability`, at most `times` times (None: no
+    limit). Losing one cuts the connection: the server did the work, the client never hears so.
+    """
+
+    pattern: bytes
+    probability: float = 1.0
+    times: int | None = None
+    seed: int | None = None
+    lost: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.probability <= 1:
+            raise ValueError(f"probability {self.probability!r} is not between 0 and 1")
+        self._pattern = re.compile(self.pattern)
+        self._random = random.Random(self.seed)
+
+    def decide(self, data: bytes) -> bool:
+        """True (and counted) when this chunk from the server is to be lost."""
+        if not self._pattern.search(data):
+            return False
+        if self.times is not None and self.lost >= self.times:
+            return False
+        if self._random.random() >= self.probability:
+            return False
+        self.lost += 1
+        return True
+
+
 class Wiretap:
     """A recording TCP proxy in front of `upstream_host:upstream_port`.
 
@@ -290,6 +323,7 @@ class Wiretap:
         listen_host: str = "127.0.0.1",
         block: Literal["refuse", "stall"] | None = None,
         record: bool = True,
+        lose: LoseReplies | None = None,
     ) -> None:
         if rtt < 0:
             raise ValueError("rtt must be >= 0 seconds")
@@ -300,6 +334,8 @@ class Wiretap:
         self.listen_host = listen_host
         self.block = block
         self.record = record
+        self.lose = lose
+        self.connections = 0
         self.transcripts: list[Transcript] = []
         self.host = listen_host
         self.port = 0
@@ -348,6 +384,11 @@ class Wiretap:
         """The most recent connection's transcript."""
         return self.transcripts[-1] if self.transcripts else None
 
+    @property
+    def lost(self) -> int:
+        """How many server replies this tap lost on purpose (see `LoseReplies`)."""
+        return self.lose.lost if self.lose is not None else 0
+
     def clear(self) -> None:
         self.transcripts.clear()
 
@@ -356,6 +397,7 @@ class Wiretap:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self.connections += 1
         try:
             if self.block == "refuse":
                 client_writer.transport.abort()
@@ -373,9 +415,14 @@ class Wiretap:
                 self.transcripts.append(transcript)
             streams = {"C": _Stream(transcript, "C"), "S": _Stream(transcript, "S")}
             streams["C"].peer, streams["S"].peer = streams["S"], streams["C"]
+            if self.rtt:
+                # The TCP handshake: on a real link a new connection costs one round trip before
+                # the first byte flows (the loopback handshake itself took microseconds).
+                await asyncio.sleep(self.rtt)
+            cut = (client_writer, up_writer)
             await asyncio.gather(
                 self._pump(client_reader, up_writer, streams["C"]),
-                self._pump(up_reader, client_writer, streams["S"]),
+                self._pump(up_reader, client_writer, streams["S"], lose=self.lose, cut=cut),
                 return_exceptions=True,
             )
             for stream in streams.values():
@@ -389,7 +436,8 @@ class Wiretap:
             self._tasks.discard(task)
             client_writer.close()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stream: _Stream) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stream: _Stream, *,
+                    lose: LoseReplies | None = None, cut: tuple[asyncio.StreamWriter, ...] = ()) -> None:
         delay = self.rtt / 2
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -408,6 +456,10 @@ class Wiretap:
         deliverer = loop.create_task(deliver()) if delay else None
         try:
             while data := await reader.read(65536):
+                if lose is not None and lose.decide(data):
+                    for side in cut:  # the reply is lost and the connection drops
+                        side.transport.abort()
+                    return
                 stream.feed(data)
                 if deliverer is None:
                     writer.write(data)

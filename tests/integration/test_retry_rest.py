@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from emailkit.faults import HTTP_OK, LostReply, set_chaos
+from emailkit.faults import HTTP_OK, lost_reply, set_chaos
 from emailkit.mailpit import Mailpit
 from emailkit.provider import Provider, WebhookReceiver, verify_signature
 from emailkit.retry import RetryPolicy, send_rest_with_retry
@@ -102,7 +102,7 @@ async def test_retry_after_longer_than_the_budget_gives_up_at_once(throttled: Re
 async def test_a_lost_response_is_not_sent_twice(rest: Rest) -> None:
     subject = f"lost {uuid.uuid4().hex}"
     parts = urlsplit(rest.provider.url)
-    with LostReply(parts.hostname or "", parts.port or 0, pattern=HTTP_OK, times=1) as proxy:
+    with lost_reply(parts.hostname or "", parts.port or 0, pattern=HTTP_OK, times=1) as proxy:
         async with httpx.AsyncClient(headers=rest.headers, timeout=10) as client:
             outcome = await send_rest_with_retry(client, rest.via(proxy.host, proxy.port), payload(subject),
                                                  policy=FAST)
@@ -116,7 +116,7 @@ async def test_a_lost_response_doubles_a_naive_retry(rest: Rest) -> None:
     """Without one Idempotency-Key for both tries, the same fault delivers the message twice."""
     subject = f"naive {uuid.uuid4().hex}"
     parts = urlsplit(rest.provider.url)
-    with LostReply(parts.hostname or "", parts.port or 0, pattern=HTTP_OK, times=1) as proxy:
+    with lost_reply(parts.hostname or "", parts.port or 0, pattern=HTTP_OK, times=1) as proxy:
         async with httpx.AsyncClient(headers=rest.headers, timeout=10) as client:
             with pytest.raises(httpx.TransportError):
                 await client.post(rest.via(proxy.host, proxy.port), json=payload(subject))

@@ -15,7 +15,7 @@ import stamina
 from stamina.instrumentation import set_on_retry_hooks
 
 from emailkit.errors import SMTPSendError
-from emailkit.faults import LostReply, set_chaos
+from emailkit.faults import lost_reply, set_chaos
 from emailkit.mailpit import AsyncMailpit, Mailpit
 from emailkit.message import compose
 from emailkit.retry import RetryPolicy, send_smtp_with_retry
@@ -159,7 +159,7 @@ async def test_too_many_recipients_retries_only_the_refused(sandbox_factory: Cal
 async def test_a_lost_250_is_really_lost_without_the_policy(box: Sandbox) -> None:
     """The fault the Message-ID check exists for: stored, but the client hears no 250."""
     msg = message("lost-naive")
-    with LostReply(box.smtp_host, box.smtp_port, times=1) as proxy:
+    with lost_reply(box.smtp_host, box.smtp_port, times=1) as proxy:
         with pytest.raises(SMTPSendError) as caught:
             await send(msg, host=proxy.host, port=proxy.port)
         await send(msg, host=proxy.host, port=proxy.port)  # a naive retry
@@ -168,7 +168,7 @@ async def test_a_lost_250_is_really_lost_without_the_policy(box: Sandbox) -> Non
 
 
 async def test_a_lost_250_is_not_sent_twice(box: Sandbox) -> None:
-    with LostReply(box.smtp_host, box.smtp_port, times=1) as proxy:
+    with lost_reply(box.smtp_host, box.smtp_port, times=1) as proxy:
         async with AsyncMailpit(box.api_url) as mp:
             outcome = await send_smtp_with_retry(message("lost"), host=proxy.host, port=proxy.port, mailpit=mp,
                                                  policy=FAST)
@@ -179,7 +179,7 @@ async def test_a_lost_250_is_not_sent_twice(box: Sandbox) -> None:
 
 
 async def test_sync_mailpit_client_works_for_the_check(box: Sandbox) -> None:
-    with LostReply(box.smtp_host, box.smtp_port, times=1) as proxy, Mailpit(box.api_url) as mp:
+    with lost_reply(box.smtp_host, box.smtp_port, times=1) as proxy, Mailpit(box.api_url) as mp:
         outcome = await send_smtp_with_retry(message("lost-sync"), host=proxy.host, port=proxy.port, mailpit=mp,
                                              policy=FAST)
     assert outcome.delivered and outcome.duplicate_avoided
@@ -203,7 +203,7 @@ async def test_under_random_faults_every_message_arrives_exactly_once(box: Sandb
 
     set_chaos(box.api_url, sender=(451, 20), recipient=(450, 15))
     policy = RetryPolicy(attempts=20, timeout=30, wait_initial=0.005, wait_max=0.02, jitter=0.005)
-    with LostReply(box.smtp_host, box.smtp_port, probability=0.1, seed=7) as proxy:
+    with lost_reply(box.smtp_host, box.smtp_port, probability=0.1, seed=7) as proxy:
         async with AsyncMailpit(box.api_url) as mp:
             gate = asyncio.Semaphore(8)
 

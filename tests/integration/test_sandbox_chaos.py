@@ -200,3 +200,19 @@ async def test_chaos_changed_over_http_reaches_the_smtp_server(box: Sandbox, api
     async with aiosmtplib.SMTP(hostname=box.smtp_host, port=box.smtp_port, start_tls=False) as smtp:
         await smtp.send_message(email("after reset"))
     assert stored(box) == 1
+
+
+def test_the_mailpit_client_reads_and_sets_chaos() -> None:
+    from emailkit.errors import MailpitError
+    from emailkit.mailpit import Mailpit
+    from emailkit.sandbox import Sandbox
+
+    with Sandbox(chaos=True) as box, Mailpit(box.api_url) as client:
+        assert client.chaos()["Recipient"] == {"ErrorCode": 451, "Probability": 0}
+        changed = client.set_chaos({"Recipient": {"ErrorCode": 550, "Probability": 100}})
+        assert changed["Recipient"] == {"ErrorCode": 550, "Probability": 100}
+        assert box.chaos.recipient.error_code == 550
+    with Sandbox() as box, Mailpit(box.api_url) as client:
+        with pytest.raises(MailpitError) as info:
+            client.chaos()
+        assert "not enabled" in info.value.message and "--enable-chaos" in info.value.fix
