@@ -749,6 +749,11 @@ def record_evidence(summary: pd.DataFrame, *, source: str) -> list[str]:
     put("smtp.reused_connection_msgs_per_s", "smtp_reused_connection", None, "msgs_per_s", "msg/s", "direct loopback")
     put("rest.single_msgs_per_s", "rest_single", None, "msgs_per_s", "msg/s", "keep-alive, direct loopback")
     put("rest.batch_msgs_per_s", "rest_batch", None, "msgs_per_s", "msg/s", "direct loopback")
+    put("smtp.parallel_msgs_per_s", "smtp_parallel", None, "msgs_per_s", "msg/s", "direct loopback")
+    put("smtp.reused_connection_msgs_per_s_at_40ms_rtt", "smtp_reused_connection", 40.0, "msgs_per_s", "msg/s",
+        "wiretap rtt=40 ms")
+    put("rest.single_msgs_per_s_at_40ms_rtt", "rest_single", 40.0, "msgs_per_s", "msg/s", "keep-alive, wiretap rtt=40 ms")
+    put("rest.batch_msgs_per_s_at_40ms_rtt", "rest_batch", 40.0, "msgs_per_s", "msg/s", "wiretap rtt=40 ms")
     put("smtp.send_p50_ms", "smtp_new_connection", None, "p50_ms", "ms", "direct loopback")
     put("rest.send_p50_ms", "rest_single", None, "p50_ms", "ms", "keep-alive, direct loopback")
     put("smtp.send_p50_ms_at_40ms_rtt", "smtp_new_connection", 40.0, "p50_ms", "ms", "wiretap rtt=40 ms")

@@ -91,6 +91,14 @@ KNOWN_KEYS: dict[str, KnownKey] = {
         "msg/s", "C08", "06", "messages per second, one HTTP request per message (keep-alive)"),
     "rest.batch_msgs_per_s": KnownKey(
         "msg/s", "C08", "06", "messages per second through a batch endpoint"),
+    "smtp.reused_connection_msgs_per_s_at_40ms_rtt": KnownKey(
+        "msg/s", "C08", "06", "messages per second over one reused SMTP connection at 40 ms simulated RTT"),
+    "rest.single_msgs_per_s_at_40ms_rtt": KnownKey(
+        "msg/s", "C08", "06", "messages per second, one HTTP request per message (keep-alive), at 40 ms simulated RTT"),
+    "rest.batch_msgs_per_s_at_40ms_rtt": KnownKey(
+        "msg/s", "C08", "06", "messages per second through a batch endpoint at 40 ms simulated RTT"),
+    "smtp.parallel_msgs_per_s": KnownKey(
+        "msg/s", "C19", "06", "messages per second over several parallel SMTP connections, loopback"),
     "smtp.pooled_speedup": KnownKey(
         "x", "C19", "06", "throughput of a reused SMTP connection divided by one connection per message"),
     # C09: latency of a single message
