@@ -61,6 +61,7 @@ __all__ = [
     "parse_retry_after",
     "send_rest_with_retry",
     "send_smtp_with_retry",
+    "stored_ids",
 ]
 
 log = logging.getLogger(__name__)
@@ -414,8 +415,12 @@ def _recipients(message: EmailMessage) -> list[str]:
     return list(seen)
 
 
-async def _copies(mailpit: AsyncMailpit | Mailpit, message_id: str) -> int:
-    """How many stored messages carry exactly this Message-ID."""
+async def stored_ids(mailpit: AsyncMailpit | Mailpit, message_id: str) -> list[str]:
+    """Database IDs of the stored messages that carry exactly this Message-ID (newest first).
+
+    Before re-sending after a broken connection, this tells whether the server stored the
+    message although its `250` never arrived.
+    """
     from .mailpit import AsyncMailpit
 
     bare = message_id.strip().strip("<>")
@@ -424,7 +429,12 @@ async def _copies(mailpit: AsyncMailpit | Mailpit, message_id: str) -> int:
         page = await mailpit.search(query, limit=50)
     else:
         page = await asyncio.to_thread(mailpit.search, query, 0, 50)
-    return sum(1 for m in page.messages if m.message_id.strip("<>") == bare)
+    return [m.id for m in page.messages if m.message_id.strip("<>") == bare]
+
+
+async def _copies(mailpit: AsyncMailpit | Mailpit, message_id: str) -> int:
+    """How many stored messages carry exactly this Message-ID."""
+    return len(await stored_ids(mailpit, message_id))
 
 
 async def send_smtp_with_retry(

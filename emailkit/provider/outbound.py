@@ -3,7 +3,9 @@
 `Outbound` wraps `emailkit.smtp.Connection` (the one SMTP send path) with a lock, so
 concurrent requests take turns on the session, and reconnects when the server has
 dropped it (idle timeout, restart): a send that fails because the session is gone is
-retried once on a fresh connection. A refusal (4xx/5xx reply) is not retried here.
+retried once on a fresh connection — unless the mailbox already holds its Message-ID (the
+server stored it and only the reply was lost), so the retry never doubles a message. A
+refusal (4xx/5xx reply) is not retried here.
 
 With `record=True` the session runs through a `Wiretap`; `last_exchange` is then the
 part of the transcript that belongs to the most recent send (claim C18: behind the JSON
@@ -16,6 +18,8 @@ import asyncio
 from email.message import EmailMessage
 
 from emailkit.errors import SMTPSendError
+from emailkit.mailpit import AsyncMailpit
+from emailkit.retry import stored_ids
 from emailkit.smtp import Connection, SendResult
 from emailkit.wiretap import Line, Transcript
 
@@ -43,9 +47,11 @@ def slice_transcript(transcript: Transcript, start: int) -> Transcript:
 class Outbound:
     """A reused, lock-protected SMTP session to `host`:`port` (opened on first use)."""
 
-    def __init__(self, host: str, port: int, *, record: bool = False, starttls: bool = False,
-                 username: str | None = None, password: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, host: str, port: int, *, mailpit: AsyncMailpit | None = None, record: bool = False,
+                 starttls: bool = False, username: str | None = None, password: str | None = None,
+                 timeout: float = 10.0) -> None:
         self.host, self.port = host, port
+        self.mailpit = mailpit
         self.record = record
         self._options = {"starttls": starttls, "username": username, "password": password, "timeout": timeout}
         self._conn: Connection | None = None
@@ -94,12 +100,23 @@ class Outbound:
                         # The session broke (or the server is closing it): start a new one.
                         await self._drop()
                         if attempt == 1 and exc.code is None:
+                            stored = await self._stored(message)
+                            if stored:
+                                return SendResult(code=250, reply=f"(reply lost; stored as {stored})",
+                                                  queued_as=stored, message_id=str(message["Message-ID"]))
                             continue
                     raise
                 if self.record and conn.transcript is not None:
                     self.last_exchange = slice_transcript(conn.transcript, start)
                 return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _stored(self, message: EmailMessage) -> str | None:
+        """The database ID of this message if the mailbox already holds it, else None."""
+        if self.mailpit is None or message["Message-ID"] is None:
+            return None
+        ids = await stored_ids(self.mailpit, str(message["Message-ID"]))
+        return ids[0] if ids else None
 
     async def set_record(self, record: bool) -> None:
         """Turn recording on or off; the next send opens a new session (recorded or not)."""

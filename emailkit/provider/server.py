@@ -103,7 +103,7 @@ class Provider:
         service = Service(
             store=self.store,
             mailbox=Mailbox(self.store, mailpit),
-            outbound=Outbound(self.smtp_host, self.smtp_port, record=self._record_smtp),
+            outbound=Outbound(self.smtp_host, self.smtp_port, mailpit=mailpit, record=self._record_smtp),
             dispatcher=Dispatcher(self.store, attempts=self.webhook_attempts, wait_initial=self.webhook_wait_initial),
             limiter=TokenBucket(self.rate_limit, self.rate_burst),
             oauth=self.oauth,
