@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
 import httpx
+from aiosmtpd.controller import Controller
 
 from emailkit.mailpit import Mailpit
 from emailkit.provider import Provider
 from emailkit.provider.store import Grant
 from emailkit.sandbox import Sandbox
+from emailkit.sandbox.smtp_server import save_to_database
 
 
 def address(name: str = "user") -> str:
@@ -69,3 +73,41 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
     assert body["request_id"] == response.headers["request-id"]
     assert isinstance(body["error"]["type"], str) and body["error"]["message"]
     return dict(body["error"])
+
+
+class Picky:
+    """A real SMTP server that refuses bounce-* (550) and busy-* (450) and stores the rest in a sandbox."""
+
+    def __init__(self, box: Sandbox) -> None:
+        self.box = box
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001
+        if address.startswith("bounce-"):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        if address.startswith("busy-"):
+            return "450 4.2.1 Mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        assert self.box.store is not None
+        mid = save_to_database(self.box.store, envelope.original_content, envelope.mail_from, list(envelope.rcpt_tos))
+        return f"250 2.0.0 Ok: queued as {mid}"
+
+
+@contextmanager
+def picky_provider() -> Iterator[tuple[Provider, httpx.Client]]:
+    """A provider relaying to a `Picky` SMTP server (mail it accepts lands in a sandbox)."""
+    with Sandbox() as box:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        controller = Controller(Picky(box), hostname="127.0.0.1", port=port)
+        controller.start()
+        try:
+            with Provider(box.api_url, "127.0.0.1", port, webhook_wait_initial=0.05) as provider, \
+                    httpx.Client(base_url=provider.url, headers={"Authorization": f"Bearer {provider.api_key}"},
+                                 timeout=15) as http:
+                yield provider, http
+        finally:
+            controller.stop()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import socket
 from collections.abc import Callable
 
 import httpx
 import pytest
 
 from emailkit.sandbox import Sandbox
+from sandbox_support import Wire
 
 
 def stored(box: Sandbox) -> int:
@@ -17,29 +17,6 @@ def stored(box: Sandbox) -> int:
     total = httpx.get(box.api_url + "/api/v1/messages").json()["total"]
     assert total == box.store.counts().total
     return total
-
-
-class Wire:
-    def __init__(self, box: Sandbox) -> None:
-        self.sock = socket.create_connection((box.smtp_host, box.smtp_port), timeout=10)
-        self.file = self.sock.makefile("rb")
-        self.reply()
-
-    def reply(self) -> str:
-        lines = []
-        while True:
-            line = self.file.readline().decode()
-            lines.append(line.rstrip("\r\n"))
-            if line[3:4] != "-":
-                return "\n".join(lines)
-
-    def send(self, line: str | bytes) -> str:
-        self.sock.sendall((line.encode() if isinstance(line, str) else line) + b"\r\n")
-        return self.reply()
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
 
 
 GOOD = {"From": {"Email": "ann@example.com"}, "To": [{"Email": "bob@example.com"}], "Subject": "hi", "Text": "x"}

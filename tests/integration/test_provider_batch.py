@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
-from provider_support import Lab, address, error_of, make_lab
+from provider_support import Lab, address, error_of, make_lab, picky_provider
 
 from emailkit import oauth_client
 from emailkit.background import BackgroundLoop
 from emailkit.mailpit import Mailpit
 from emailkit.provider import Provider, WebhookReceiver
 from emailkit.sandbox import Sandbox
-from emailkit.sandbox.smtp_server import save_to_database
 
 REDIRECT = "http://127.0.0.1:8765/callback"
 
@@ -193,44 +190,10 @@ def test_openapi_describes_the_batch(lab: Lab) -> None:
 # --------------------------------------------------------------------------- refusals, per item
 
 
-class Picky:
-    """A real SMTP server that refuses bounce-* (550) and busy-* (450) and stores the rest in a sandbox."""
-
-    def __init__(self, box: Sandbox) -> None:
-        self.box = box
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001
-        if address.startswith("bounce-"):
-            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
-        if address.startswith("busy-"):
-            return "450 4.2.1 Mailbox busy, try again later"
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 Ok"
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
-        assert self.box.store is not None
-        mid = save_to_database(self.box.store, envelope.original_content, envelope.mail_from, list(envelope.rcpt_tos))
-        return f"250 2.0.0 Ok: queued as {mid}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def picky() -> Iterator[tuple[Provider, httpx.Client]]:
-    with Sandbox() as box:
-        controller = Controller(Picky(box), hostname="127.0.0.1", port=free_port())
-        controller.start()
-        try:
-            with Provider(box.api_url, "127.0.0.1", controller.port, webhook_wait_initial=0.05) as provider, \
-                    httpx.Client(base_url=provider.url, headers={"Authorization": f"Bearer {provider.api_key}"},
-                                 timeout=15) as http:
-                yield provider, http
-        finally:
-            controller.stop()
+    with picky_provider() as served:
+        yield served
 
 
 def test_a_refused_item_fails_alone_and_webhooks_fire_per_item(picky: tuple[Provider, httpx.Client]) -> None:

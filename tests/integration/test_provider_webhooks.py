@@ -9,14 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
-from provider_support import Lab, address, error_of, make_lab
+from provider_support import Lab, address, error_of, make_lab, picky_provider
 
 from emailkit.message import compose
 from emailkit.provider import Provider, WebhookReceiver, verify_signature
 from emailkit.provider.webhooks import SIGNATURE_HEADER, sign
-from emailkit.sandbox import Sandbox
-from emailkit.sandbox.smtp_server import save_to_database
 
 
 @pytest.fixture(scope="module")
@@ -158,41 +155,10 @@ def test_inbound_mail_triggers_message_created_once(lab: Lab, receiver: WebhookR
 # --------------------------------------------------------------------------- bounces
 
 
-class Picky:
-    """A real SMTP server that refuses bounce-* (550) and busy-* (450) and stores the rest in a sandbox."""
-
-    def __init__(self, box: Sandbox) -> None:
-        self.box = box
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001
-        if address.startswith("bounce-"):
-            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
-        if address.startswith("busy-"):
-            return "450 4.2.1 Mailbox busy, try again later"
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 Ok"
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
-        assert self.box.store is not None
-        mid = save_to_database(self.box.store, envelope.original_content, envelope.mail_from, list(envelope.rcpt_tos))
-        return f"250 2.0.0 Ok: queued as {mid}"
-
-
 @pytest.fixture(scope="module")
 def bouncing() -> Iterator[tuple[Provider, httpx.Client]]:
-    with Sandbox() as box:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        controller = Controller(Picky(box), hostname="127.0.0.1", port=port)
-        controller.start()
-        try:
-            with Provider(box.api_url, "127.0.0.1", port, webhook_wait_initial=0.05) as provider, \
-                    httpx.Client(base_url=provider.url, headers={"Authorization": f"Bearer {provider.api_key}"},
-                                 timeout=15) as http:
-                yield provider, http
-        finally:
-            controller.stop()
+    with picky_provider() as served:
+        yield served
 
 
 def test_a_refused_recipient_is_reported_and_bounced(bouncing: tuple[Provider, httpx.Client]) -> None:

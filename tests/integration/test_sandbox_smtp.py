@@ -6,9 +6,7 @@ import base64
 import json
 import re
 import smtplib
-import socket
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -17,42 +15,9 @@ import httpx
 import pytest
 
 from emailkit.sandbox import Sandbox
+from sandbox_support import wire
 
 ID = re.compile(r"^[0-9A-Za-z]{22}$")
-
-
-class Wire:
-    """A bare SMTP client on a socket: send a line, read the (multi-line) reply as text."""
-
-    def __init__(self, box: Sandbox) -> None:
-        self.sock = socket.create_connection((box.smtp_host, box.smtp_port), timeout=10)
-        self.file = self.sock.makefile("rb")
-        self.greeting = self.reply()
-
-    def reply(self) -> str:
-        lines = []
-        while True:
-            line = self.file.readline().decode()
-            lines.append(line.rstrip("\r\n"))
-            if line[3:4] != "-":
-                return "\n".join(lines)
-
-    def send(self, line: str | bytes) -> str:
-        self.sock.sendall((line.encode() if isinstance(line, str) else line) + b"\r\n")
-        return self.reply()
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-
-@contextmanager
-def wire(box: Sandbox) -> Iterator[Wire]:
-    w = Wire(box)
-    try:
-        yield w
-    finally:
-        w.close()
 
 
 def smtp_send(
