@@ -755,7 +755,7 @@ def record_evidence(summary: pd.DataFrame, *, source: str) -> list[str]:
     put("rest.single_msgs_per_s_at_40ms_rtt", "rest_single", 40.0, "msgs_per_s", "msg/s", "keep-alive, wiretap rtt=40 ms")
     put("rest.batch_msgs_per_s_at_40ms_rtt", "rest_batch", 40.0, "msgs_per_s", "msg/s", "wiretap rtt=40 ms")
     put("smtp.send_p50_ms", "smtp_new_connection", None, "p50_ms", "ms", "direct loopback")
-    put("rest.send_p50_ms", "rest_single", None, "p50_ms", "ms", "keep-alive, direct loopback")
+    put("rest.send_p50_ms", "rest_new_connection", None, "p50_ms", "ms", "new connection, direct loopback")
     put("smtp.send_p50_ms_at_40ms_rtt", "smtp_new_connection", 40.0, "p50_ms", "ms", "wiretap rtt=40 ms")
     put("rest.send_p50_ms_at_40ms_rtt", "rest_new_connection", 40.0, "p50_ms", "ms", "wiretap rtt=40 ms")
     new = _pick(summary, "smtp_new_connection", None, "msgs_per_s")

@@ -105,7 +105,7 @@ KNOWN_KEYS: dict[str, KnownKey] = {
     "smtp.send_p50_ms": KnownKey(
         "ms", "C09", "06", "median time to send one message on a new SMTP connection, loopback"),
     "rest.send_p50_ms": KnownKey(
-        "ms", "C09", "06", "median time of one REST send, loopback"),
+        "ms", "C09", "06", "median time of one REST send on a new connection, loopback"),
     "smtp.send_p50_ms_at_40ms_rtt": KnownKey(
         "ms", "C09", "06", "median time to send one message on a new SMTP connection at 40 ms simulated RTT"),
     "rest.send_p50_ms_at_40ms_rtt": KnownKey(

@@ -105,8 +105,5 @@ def lost_reply(upstream_host: str, upstream_port: int, *, pattern: bytes = SMTP_
         with lost_reply(lab.smtp_host, lab.smtp_port, times=1) as proxy:
             await emailkit.smtp.send(msg, host=proxy.host, port=proxy.port)   # raises: no 250
     """
-    if not 0 <= probability <= 1:
-        raise InvalidInput("probability", f"{probability!r} is not between 0 and 1",
-                           fix="give the share of matching replies to lose, e.g. 0.1")
     return Wiretap(upstream_host, upstream_port, protocol="raw", record=False,
                    lose=LoseReplies(pattern, probability=probability, times=times, seed=seed))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from .errors import MailpitError
-from .mailpit import Mailpit
+from .mailpit import Mailpit, shown_url
 from .smtp import SendResult, send
 from .wiretap import Wiretap
 
@@ -60,6 +60,9 @@ class Lab:
     _taps: list[Wiretap] = field(default_factory=list, repr=False)
     _provider: Provider | None = field(default=None, repr=False)
     _xoauth2_sandbox: Sandbox | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return f"<Lab {self.kind}: SMTP {self.smtp_host}:{self.smtp_port}, API {shown_url(self.api_url)}>"
 
     @property
     def provider(self) -> Provider:
@@ -101,7 +104,8 @@ class Lab:
             host, port = self.pop3.host, self.pop3.port
         else:
             parts = urlsplit(self.api_url)
-            host, port = parts.hostname or "127.0.0.1", parts.port or 80
+            host = parts.hostname or "127.0.0.1"
+            port = parts.port or (443 if parts.scheme == "https" else 80)
         tap = Wiretap(host, port, protocol=protocol, rtt=rtt, block=block).start()
         self._taps.append(tap)
         return tap
@@ -119,7 +123,7 @@ class Lab:
             ("mailbox", "real Mailpit" if self.kind == "mailpit" else "embedded sandbox (Mailpit stand-in)"),
             ("version", info.get("Version", "")),
             ("SMTP", f"{self.smtp_host}:{self.smtp_port}"),
-            ("REST API", self.api_url),
+            ("REST API", shown_url(self.api_url)),
             ("POP3", f"{self.pop3.host}:{self.pop3.port}" if self.pop3 else "not served"),
             ("messages stored", info.get("Messages", 0)),
         ]
@@ -177,10 +181,11 @@ def _real_mailpit(url: str) -> Lab | str:
         client.info()
     except MailpitError as exc:
         client.close()
-        return f"MAILPIT_URL={url} did not answer ({exc.message})"
+        return f"MAILPIT_URL={shown_url(url)} did not answer ({exc.message})"
     if not port.isdigit() or not _port_answers(host, int(port)):
         client.close()
-        return f"Mailpit's API answers at {url}, but its SMTP port {smtp} does not (set MAILPIT_SMTP=host:port)"
+        return (f"Mailpit's API answers at {shown_url(url)}, but its SMTP port {smtp} does not "
+                "(set MAILPIT_SMTP=host:port)")
     pop3 = None
     pop3_host, _, pop3_port = (os.environ.get("MAILPIT_POP3") or f"{host}:1110").rpartition(":")
     user, _, password = os.environ.get("MAILPIT_POP3_AUTH", _MAILPIT_POP3_AUTH).partition(":")

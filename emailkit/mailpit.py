@@ -17,13 +17,14 @@ import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
 from typing import Any, TypeVar
 
 import httpx
 
 from .errors import MailpitError, MailpitNotFound, MailpitTimeout, MailpitUnreachable
 
-__all__ = ["Address", "AsyncMailpit", "Mailpit", "Message", "MessageSummary", "MessagesPage"]
+__all__ = ["Address", "AsyncMailpit", "Mailpit", "Message", "MessageSummary", "MessagesPage", "shown_url"]
 
 T = TypeVar("T")
 
@@ -162,6 +163,7 @@ class _Request:
     path: str
     params: dict[str, Any] | None = None
     json: Any = None
+    unreachable_ok: bool = False  # answer None instead of raising MailpitUnreachable
 
 
 @dataclass(frozen=True)
@@ -196,13 +198,35 @@ def _check(response: httpx.Response, what: str) -> httpx.Response:
 def _check_chaos(response: httpx.Response, base_url: str) -> httpx.Response:
     text = response.text.strip()
     if response.status_code == 400 and "not enabled" in text.lower():
-        raise MailpitError(f"Chaos is not enabled at {base_url}", status=400,
+        raise MailpitError(f"Chaos is not enabled at {shown_url(base_url)}", status=400,
                            fix="start Mailpit with --enable-chaos (MP_ENABLE_CHAOS=true), or use "
                                "emailkit.sandbox.Sandbox(chaos=True)")
     if response.status_code != 200:
         raise MailpitError(f"chaos: HTTP {response.status_code}: {text}", status=response.status_code,
                            fix="check the trigger JSON (codes 400-599, probability 0-100)")
     return response
+
+
+def _json(response: httpx.Response, what: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise MailpitError(
+            f"{what}: the answer is not JSON ({response.headers.get('content-type', 'no content type')}); "
+            "is this Mailpit?",
+            fix="point MAILPIT_URL at Mailpit's HTTP port (8025 by default), not another web server",
+            status=response.status_code,
+        ) from None
+
+
+def shown_url(url: str) -> str:
+    """`url` as it may be shown: without a user:password part."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _page(start: int, limit: int) -> dict[str, int]:
@@ -223,7 +247,7 @@ class _Operations:
         def op() -> _Op[MessagesPage]:
             r = yield _Request("GET", "/api/v1/messages", _page(start, limit))
             assert r is not None
-            return MessagesPage.from_json(_check(r, "list messages").json())
+            return MessagesPage.from_json(_json(_check(r, "list messages"), "list messages"))
 
         return self._drive(op())
 
@@ -233,7 +257,7 @@ class _Operations:
         def op() -> _Op[MessagesPage]:
             r = yield _Request("GET", "/api/v1/search", {"query": query, **_page(start, limit)})
             assert r is not None
-            return MessagesPage.from_json(_check(r, f"search {query!r}").json())
+            return MessagesPage.from_json(_json(_check(r, f"search {query!r}"), f"search {query!r}"))
 
         return self._drive(op())
 
@@ -243,7 +267,7 @@ class _Operations:
         def op() -> _Op[Message]:
             r = yield _Request("GET", f"/api/v1/message/{id}", {"query": query} if query else None)
             assert r is not None
-            return Message.from_json(_check(r, f"message {id}").json())
+            return Message.from_json(_json(_check(r, f"message {id}"), f"message {id}"))
 
         return self._drive(op())
 
@@ -253,7 +277,7 @@ class _Operations:
         def op() -> _Op[dict[str, list[str]]]:
             r = yield _Request("GET", f"/api/v1/message/{id}/headers")
             assert r is not None
-            return dict(_check(r, f"headers of {id}").json())
+            return dict(_json(_check(r, f"headers of {id}"), f"headers of {id}"))
 
         return self._drive(op())
 
@@ -273,7 +297,7 @@ class _Operations:
         def op() -> _Op[str]:
             r = yield _Request("POST", "/api/v1/send", json=payload)
             assert r is not None
-            return str(_check(r, "send").json()["ID"])
+            return str(_json(_check(r, "send"), "send")["ID"])
 
         return self._drive(op())
 
@@ -281,6 +305,8 @@ class _Operations:
         """Mark IDs (or a search's matches, or everything when both are None) read or unread."""
 
         def op() -> _Op[None]:
+            if ids is not None and not ids and search is None:
+                return  # an empty selection: Mailpit would read it as "every message"
             body: dict[str, Any] = {"Read": read}
             if ids is not None:
                 body["IDs"] = ids
@@ -293,9 +319,11 @@ class _Operations:
         return self._drive(op())
 
     def delete(self, ids: list[str] | None = None) -> Any:
-        """Delete these IDs; with None, delete EVERY message (as Mailpit does)."""
+        """Delete these IDs; with None, delete EVERY message (as Mailpit does). An empty list deletes nothing."""
 
         def op() -> _Op[None]:
+            if ids is not None and not ids:
+                return  # Mailpit reads "no IDs" as "all": never send that for an empty selection
             r = yield _Request("DELETE", "/api/v1/messages", json={"IDs": ids} if ids else None)
             assert r is not None
             _check(r, "delete messages")
@@ -308,7 +336,7 @@ class _Operations:
         def op() -> _Op[dict[str, Any]]:
             r = yield _Request("GET", "/api/v1/info")
             assert r is not None
-            return dict(_check(r, "info").json())
+            return dict(_json(_check(r, "info"), "info"))
 
         return self._drive(op())
 
@@ -318,7 +346,7 @@ class _Operations:
         def op() -> _Op[dict[str, Any]]:
             r = yield _Request("GET", "/api/v1/chaos")
             assert r is not None
-            return dict(_check_chaos(r, self.base_url).json())
+            return dict(_json(_check_chaos(r, self.base_url), "chaos"))
 
         return self._drive(op())
 
@@ -328,15 +356,15 @@ class _Operations:
         def op() -> _Op[dict[str, Any]]:
             r = yield _Request("PUT", "/api/v1/chaos", json=triggers)
             assert r is not None
-            return dict(_check_chaos(r, self.base_url).json())
+            return dict(_json(_check_chaos(r, self.base_url), "chaos"))
 
         return self._drive(op())
 
     def ready(self) -> Any:
-        """True when /readyz answers 200."""
+        """True when /readyz answers 200; False when it answers otherwise or nothing answers."""
 
         def op() -> _Op[bool]:
-            r = yield _Request("GET", "/readyz")
+            r = yield _Request("GET", "/readyz", unreachable_ok=True)
             return r is not None and r.status_code == 200
 
         return self._drive(op())
@@ -350,7 +378,7 @@ class _Operations:
             while True:
                 r = yield _Request("GET", "/api/v1/search", {"query": query, "start": 0, "limit": max(count, 50)})
                 assert r is not None
-                page = MessagesPage.from_json(_check(r, f"search {query!r}").json())
+                page = MessagesPage.from_json(_json(_check(r, f"search {query!r}"), f"search {query!r}"))
                 seen = page.messages_count
                 if seen >= count:
                     return page.messages[:count]
@@ -366,7 +394,7 @@ class _Operations:
 
 def _unreachable(base_url: str, exc: Exception) -> MailpitUnreachable:
     return MailpitUnreachable(
-        f"Mailpit not reachable at {base_url} ({exc.__class__.__name__})",
+        f"Mailpit not reachable at {shown_url(base_url)} ({exc.__class__.__name__})",
         fix="start it with `docker compose up -d mailpit`, or use `emailkit.lab.connect()` for the embedded sandbox",
     )
 
@@ -390,7 +418,9 @@ class Mailpit(_Operations):
                 try:
                     response = self._http.request(step.method, step.path, params=step.params, json=step.json)
                 except httpx.TransportError as exc:
-                    raise _unreachable(self.base_url, exc) from exc
+                    if not step.unreachable_ok:
+                        raise _unreachable(self.base_url, exc) from exc
+                    response = None
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
@@ -404,7 +434,7 @@ class Mailpit(_Operations):
         self.close()
 
     def __repr__(self) -> str:
-        return f"Mailpit({self.base_url!r})"
+        return f"Mailpit({shown_url(self.base_url)!r})"
 
 
 class AsyncMailpit(_Operations):
@@ -428,7 +458,9 @@ class AsyncMailpit(_Operations):
                 try:
                     response = await self._http.request(step.method, step.path, params=step.params, json=step.json)
                 except httpx.TransportError as exc:
-                    raise _unreachable(self.base_url, exc) from exc
+                    if not step.unreachable_ok:
+                        raise _unreachable(self.base_url, exc) from exc
+                    response = None
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
@@ -442,4 +474,4 @@ class AsyncMailpit(_Operations):
         await self.aclose()
 
     def __repr__(self) -> str:
-        return f"AsyncMailpit({self.base_url!r})"
+        return f"AsyncMailpit({shown_url(self.base_url)!r})"

@@ -20,6 +20,8 @@ browser would: GET the consent page, then POST its form back with Allow or Deny.
 
 from __future__ import annotations
 
+import hashlib
+
 import secrets
 import warnings
 from dataclasses import dataclass, field
@@ -77,11 +79,15 @@ def new_code_verifier() -> str:
     return secrets.token_urlsafe(48)
 
 
-def preview(secret: str | None, keep: int = 4) -> str:
-    """A masked preview for showing a secret: its first `keep` characters, then ``****``."""
+def preview(secret: str | None) -> str:
+    """What may be shown of a secret: its length and a short SHA-256 fingerprint, never a character of it.
+
+    Two previews are equal exactly when (barring collisions) the secrets are, which is all a
+    reader needs to see a token change on refresh.
+    """
     if not secret:
         return "(none)"
-    return secret[:keep] + "****"
+    return f"**** ({len(secret)} chars, sha256 {hashlib.sha256(secret.encode()).hexdigest()[:8]})"
 
 
 def oauth_app(provider_url: str, *, client_id: str, redirect_uri: str, scope: str,

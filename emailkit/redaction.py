@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MASK", "Redactor", "redact"]
+__all__ = ["MASK", "SASL_MECHANISMS", "Redactor", "redact"]
 
 MASK = "********"
 
@@ -27,7 +27,16 @@ _SECRET_FIELDS = (
 # ...and any key ending in _secret or _token (webhook_secret, id_token), but not page_token,
 # which is a cursor, not a credential.
 _ANY_SECRET = rf"(?!page_token\b)(?:{_SECRET_FIELDS}|\w+_(?:secret|token))"
-_JSON_FIELD = re.compile(rf'("{_ANY_SECRET}"\s*:\s*)"[^"]*"', re.IGNORECASE)
+# JSON ("key": "value") and Python reprs ('key': 'value'), escaped quotes inside the value included.
+_JSON_FIELD = re.compile(rf'("{_ANY_SECRET}"\s*:\s*)"(?:\\.|[^"\\])*"', re.IGNORECASE)
+_REPR_FIELD = re.compile(rf"('{_ANY_SECRET}'\s*:\s*)'(?:\\.|[^'\\])*'", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
+_KEY_HEADER = re.compile(r"^(X-[\w-]*(?:Key|Token|Secret|Auth)[\w-]*:\s*).*$", re.IGNORECASE | re.MULTILINE)
+#: SASL mechanisms whose AUTH exchange carries credentials.
+SASL_MECHANISMS = frozenset({"PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER", "CRAM-MD5", "DIGEST-MD5",
+                             "SCRAM-SHA-1", "SCRAM-SHA-256", "NTLM", "GSSAPI", "EXTERNAL", "ANONYMOUS"})
+_SMTP_AUTH = re.compile(rf"^(AUTH\s+(?:{'|'.join(re.escape(m) for m in sorted(SASL_MECHANISMS))}))\s+\S+.*$",
+                        re.IGNORECASE | re.MULTILINE)
 _FORM_FIELD = re.compile(rf"(?<![\w-])({_ANY_SECRET}=)[^&\s\"']+", re.IGNORECASE)
 _AUTH_HEADER = re.compile(
     r"^((?:Proxy-)?Authorization:\s*)(?:(Basic|Bearer|Digest|Token)\s+)?\S.*$",
@@ -35,8 +44,7 @@ _AUTH_HEADER = re.compile(
 )
 _COOKIE_HEADER = re.compile(r"^((?:Set-)?Cookie:\s*).*$", re.IGNORECASE | re.MULTILINE)
 _BEARER = re.compile(r"(\bBearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
-_SMTP_AUTH = re.compile(r"^(AUTH\s+\S+)\s+\S+.*$", re.IGNORECASE | re.MULTILINE)
-_POP3_PASS = re.compile(r"^(PASS|APOP\s+\S+)\s+.*$", re.IGNORECASE | re.MULTILINE)
+_POP3_PASS = re.compile(r"^(PASS|APOP\s+\S+)\s+.*$", re.MULTILINE)  # POP3 clients send these upper-case
 _XOAUTH2_RAW = re.compile(r"(auth=Bearer\s+)[^\x01\s]+", re.IGNORECASE)
 _WEBHOOK_SIG = re.compile(r"^((?:X-[\w-]*Signature|X-Webhook-Secret):\s*).*$", re.IGNORECASE | re.MULTILINE)
 
@@ -54,6 +62,9 @@ def redact(text: str) -> str:
     text = _SMTP_AUTH.sub(lambda m: f"{m.group(1)} {MASK}", text)
     text = _POP3_PASS.sub(lambda m: f"{m.group(1)} {MASK}", text)
     text = _JSON_FIELD.sub(lambda m: f'{m.group(1)}"{MASK}"', text)
+    text = _REPR_FIELD.sub(lambda m: f"{m.group(1)}'{MASK}'", text)
+    text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", text)
+    text = _KEY_HEADER.sub(lambda m: m.group(1) + MASK, text)
     text = _FORM_FIELD.sub(lambda m: m.group(1) + MASK, text)
     text = _XOAUTH2_RAW.sub(lambda m: m.group(1) + MASK, text)
     text = _BEARER.sub(lambda m: m.group(1) + MASK, text)
@@ -61,10 +72,16 @@ def redact(text: str) -> str:
 
 
 class Redactor:
-    """Redact one connection's lines in order (it remembers multi-line AUTH exchanges)."""
+    """Redact one connection's lines in order (it remembers multi-line AUTH exchanges).
+
+    It also knows when a message's content is flowing (after DATA's 354, until the lone
+    "."), so a body line that happens to start with "Auth" is not taken for a command.
+    """
 
     def __init__(self) -> None:
         self._in_auth = False
+        self._in_data = False
+        self._data_asked = False
 
     def line(self, direction: str, text: str) -> str:
         """Return `text` (one protocol line sent in `direction` "C" or "S") with secrets masked."""
@@ -73,11 +90,19 @@ class Redactor:
             # (a token response, a Location header carrying an authorization code).
             if self._in_auth and not text.startswith("334"):
                 self._in_auth = False
+            if self._data_asked:
+                self._in_data, self._data_asked = text.startswith("354"), False
+            return redact(text)
+        if self._in_data:
+            if text == ".":
+                self._in_data = False
             return redact(text)
         if self._in_auth:
             return MASK if text.strip() else text
         words = text.split()
-        if len(words) >= 2 and words[0].upper() == "AUTH":
+        if words and words[0].upper() == "DATA" and len(words) == 1:
+            self._data_asked = True
+        if len(words) >= 2 and words[0].upper() == "AUTH" and words[1].upper() in SASL_MECHANISMS:
             # Bare `AUTH LOGIN` / `AUTH PLAIN`: the credentials follow on later lines.
             self._in_auth = True
             if len(words) >= 3:

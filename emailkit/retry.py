@@ -62,6 +62,7 @@ __all__ = [
     "send_rest_with_retry",
     "send_smtp_with_retry",
     "stored_ids",
+    "tally_deliveries",
 ]
 
 log = logging.getLogger(__name__)
@@ -467,6 +468,8 @@ async def send_smtp_with_retry(
     refused: dict[str, tuple[int, str]] = {}
     confirmed = 0  # copies the server confirmed with 250
     last: _Retryable | None = None
+    # Copies stored before this call (the same message object sent earlier): they are not this send's.
+    baseline = await _copies(mailpit, message_id)
 
     def finish(delivered: bool, status: int | None, reply: str, verdict: Verdict, *,
                duplicate_avoided: bool = False, gave_up: str = "") -> Outcome:
@@ -479,7 +482,7 @@ async def send_smtp_with_retry(
                 started, waited = clock.begin()
                 number = attempt.num
                 if number > 1:
-                    found = await _copies(mailpit, message_id)
+                    found = await _copies(mailpit, message_id) - baseline
                     if found > confirmed:
                         # The previous try reached the server even though no 250 came back.
                         verdict = Verdict(False, "already_delivered", f"the mailbox already holds {found} "
@@ -538,7 +541,7 @@ async def send_smtp_with_retry(
                 return finish(True, result.code, result.reply, record.verdict)
     except _Retryable as exc:
         gave_up = _exhausted(clock, len(history))
-        if exc.status is None and await _copies(mailpit, message_id) > confirmed:
+        if exc.status is None and await _copies(mailpit, message_id) - baseline > confirmed:
             # The last try's reply was lost, but the message did arrive.
             return finish(True, 250, "stored, although no reply came (found by Message-ID)", Verdict(
                 False, "already_delivered", "the server stored the message; its reply was lost", "done"),
@@ -661,3 +664,27 @@ async def send_rest_with_retry(
     except _Retryable as exc:
         return finish(False, exc.status, exc.reply, exc.verdict, gave_up=_exhausted(clock, len(history)))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def tally_deliveries(path: str, sends: list[tuple[bool, str, Outcome]], copies: Mapping[str, int]) -> dict[str, Any]:
+    """Count what a batch of retried sends did, against what the mailbox holds.
+
+    `sends` are ``(meant_to_arrive, key, outcome)``; `copies[key]` is how many stored messages
+    carry that key (a Message-ID, or a subject for REST sends, whose Message-ID the client does
+    not choose). A message meant to arrive should be stored exactly once; one refused for good
+    should be reported, not retried, and not stored.
+    """
+    meant = [(copies.get(key, 0), o) for ok, key, o in sends if ok]
+    refused = [(copies.get(key, 0), o) for ok, key, o in sends if not ok]
+    outcomes = [o for *_, o in sends]
+    return {
+        "path": path, "sends": len(sends), "meant to arrive": len(meant),
+        "arrived exactly once": sum(n == 1 for n, _ in meant), "lost": sum(n == 0 for n, _ in meant),
+        "doubled": sum(n > 1 for n, _ in meant + refused),
+        "refused for good, reported": sum(not o.delivered and not o.verdict.retry for _, o in refused),
+        "…stored anyway": sum(n > 0 for n, _ in refused),
+        "attempts in all": sum(o.attempts for o in outcomes),
+        "sends that needed a retry": sum(o.retried for o in outcomes),
+        "duplicates avoided": sum(o.duplicate_avoided for o in outcomes),
+        "seconds waited (sum)": round(sum(sum(o.waits) for o in outcomes), 1),
+    }

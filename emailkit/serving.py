@@ -9,6 +9,7 @@ run until SIGINT/SIGTERM. This module is that, once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import socket
 import threading
@@ -21,6 +22,8 @@ from .background import BackgroundLoop
 from .errors import InvalidInput
 
 __all__ = ["AsgiServer", "parse_hostport", "wait_for_signal"]
+
+log = logging.getLogger("emailkit.serving")
 
 
 def _quick_server(config: Any) -> Any:
@@ -88,6 +91,7 @@ class AsgiServer:
             sock.setblocking(False)
         except OSError:
             sock.close()
+            self.close()
             raise
         self._socket = sock
         self.port = sock.getsockname()[1]
@@ -96,13 +100,17 @@ class AsgiServer:
         self._server = _quick_server(config)
         self._task = asyncio.run_coroutine_threadsafe(self._server.serve(sockets=[sock]), self.loop.loop)
         deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()  # raises the start-up error
-                raise RuntimeError(f"the HTTP server on {self.host}:{self.port} stopped during start-up")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the HTTP server on {self.host}:{self.port} did not start within {timeout:g} s")
-            time.sleep(0.002)
+        try:
+            while not self._server.started:
+                if self._task.done():
+                    self._task.result()  # raises the start-up error
+                    raise RuntimeError(f"the HTTP server on {self.host}:{self.port} stopped during start-up")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the HTTP server on {self.host}:{self.port} did not start within {timeout:g} s")
+                time.sleep(0.002)
+        except BaseException:
+            self.close(force=True)  # nothing half-started is left behind: task, socket, loop
+            raise
         return self
 
     def close(self, *, force: bool = False) -> None:
@@ -112,8 +120,8 @@ class AsgiServer:
             self._server.stop(self.loop.loop)
             try:
                 self._task.result(timeout=5)
-            except Exception:  # noqa: BLE001 - shutting down; nothing useful to do with it
-                pass
+            except Exception as exc:  # noqa: BLE001 - shutting down: report it, do not raise it
+                log.warning("the HTTP server on %s:%s did not stop cleanly: %r", self.host, self.port, exc)
             self._server = None
         if self._own_loop:
             self.loop.close()

@@ -25,7 +25,7 @@ from typing import Any
 import aiosmtplib
 
 from .background import BackgroundLoop
-from .errors import SMTPSendError
+from .errors import InvalidInput, SMTPSendError
 from .wiretap import Transcript, Wiretap
 
 __all__ = ["Connection", "SendResult", "send", "send_sync"]
@@ -95,7 +95,8 @@ class Connection:
         local_hostname: str | None = "emailkit.local",
     ) -> None:
         if oauth_token is not None and not username:
-            raise ValueError("XOAUTH2 needs the mailbox address as username= beside oauth_token=")
+            raise InvalidInput("username", "XOAUTH2 needs the mailbox address",
+                               fix="pass username='mailbox@example.com' beside oauth_token=")
         self.host, self.port = host, port
         self.username, self.password, self.oauth_token = username, password, oauth_token
         self.starttls = starttls
@@ -171,6 +172,10 @@ class Connection:
                 f"SMTP server refused the message: {exc.code} {exc.message}",
                 code=exc.code, reply=exc.message, transcript=self.transcript, fix=_fix_for(exc.code),
             ) from exc
+        except ValueError as exc:
+            # aiosmtplib refuses control characters and unusable addresses before they reach the wire.
+            raise InvalidInput("message", str(exc), fix="build the message with emailkit.message.compose, "
+                               "which checks every address and header") from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise SMTPSendError(
                 f"SMTP session with {self.host}:{self.port} failed: {exc}",

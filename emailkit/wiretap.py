@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from .background import BackgroundLoop
+from .errors import InvalidInput
 from .redaction import Redactor
 from .replies import explain, explain_ehlo, parse_reply
 
@@ -290,7 +291,8 @@ class LoseReplies:
 
     def __post_init__(self) -> None:
         if not 0 <= self.probability <= 1:
-            raise ValueError(f"probability {self.probability!r} is not between 0 and 1")
+            raise InvalidInput("probability", f"{self.probability!r} is not between 0 and 1",
+                               fix="give the share of matching replies to lose, e.g. 0.1")
         self._pattern = re.compile(self.pattern)
         self._random = random.Random(self.seed)
 
@@ -326,7 +328,7 @@ class Wiretap:
         lose: LoseReplies | None = None,
     ) -> None:
         if rtt < 0:
-            raise ValueError("rtt must be >= 0 seconds")
+            raise InvalidInput("rtt", f"{rtt!r} is negative", fix="give the simulated round-trip time in seconds, >= 0")
         self.upstream_host = upstream_host
         self.upstream_port = upstream_port
         self.protocol = protocol
@@ -398,6 +400,7 @@ class Wiretap:
         assert task is not None
         self._tasks.add(task)
         self.connections += 1
+        up_writer: asyncio.StreamWriter | None = None
         try:
             if self.block == "refuse":
                 client_writer.transport.abort()
@@ -435,6 +438,8 @@ class Wiretap:
         finally:
             self._tasks.discard(task)
             client_writer.close()
+            if up_writer is not None:
+                up_writer.close()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stream: _Stream, *,
                     lose: LoseReplies | None = None, cut: tuple[asyncio.StreamWriter, ...] = ()) -> None:

@@ -4,8 +4,10 @@
 concurrent requests take turns on the session, and reconnects when the server has
 dropped it (idle timeout, restart): a send that fails because the session is gone is
 retried once on a fresh connection — unless the mailbox already holds its Message-ID (the
-server stored it and only the reply was lost), so the retry never doubles a message. A
-refusal (4xx/5xx reply) is not retried here.
+server stored it and only the reply was lost), so the retry never doubles a message. When
+the mailbox cannot be asked, nothing is re-sent: the send fails as if SMTP were unreachable
+(the API answers 503; the client retries with its Idempotency-Key). A refusal (4xx/5xx
+reply) is not retried here.
 
 With `record=True` the session runs through a `Wiretap`; `last_exchange` is then the
 part of the transcript that belongs to the most recent send (claim C18: behind the JSON
@@ -17,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from email.message import EmailMessage
 
-from emailkit.errors import SMTPSendError
+from emailkit.errors import MailpitError, SMTPSendError
 from emailkit.mailpit import AsyncMailpit
 from emailkit.retry import stored_ids
 from emailkit.smtp import Connection, SendResult
@@ -85,7 +87,7 @@ class Outbound:
                 pass
 
     async def send(self, message: EmailMessage, *, sender: str, recipients: list[str]) -> SendResult:
-        """Send on the shared session; raises `SMTPSendError` when the server refuses."""
+        """Send on the shared session; raises `SMTPSendError` when the server refuses or cannot be reached."""
         async with self._lock:
             for attempt in (1, 2):
                 conn = self._conn or await self._open()
@@ -100,7 +102,14 @@ class Outbound:
                         # The session broke (or the server is closing it): start a new one.
                         await self._drop()
                         if attempt == 1 and exc.code is None:
-                            stored = await self._stored(message)
+                            try:
+                                stored = await self._stored(message)
+                            except MailpitError as lookup:  # stored or not is unknown: re-sending could double it
+                                raise SMTPSendError(
+                                    f"the session broke before the server's reply ({exc.message}) and Mailpit could "
+                                    f"not say whether the message was stored ({lookup.message}); it was not re-sent",
+                                    fix="retry later with the same Idempotency-Key",
+                                ) from lookup
                             if stored:
                                 return SendResult(code=250, reply=f"(reply lost; stored as {stored})",
                                                   queued_as=stored, message_id=str(message["Message-ID"]))

@@ -228,7 +228,7 @@ class Provider:
                                            "error", "at"])
 
     def __repr__(self) -> str:
-        state = self.url if self._server is not None else "not started"
+        state = self.url if self._http is not None else "not started"
         return f"<Provider {state} smtp={self.smtp_host}:{self.smtp_port} mailpit={self.mailpit_url}>"
 
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import aiosmtplib
 
 from emailkit.errors import InvalidInput, MailpitError, SMTPSendError
-from emailkit.message import compose
+from emailkit.message import RESERVED_HEADERS, compose
 from emailkit.provider.errors import ProviderError
 from emailkit.provider.faults import Faults
 from emailkit.provider.mailbox import Mailbox, snippet_of
@@ -34,6 +34,7 @@ from emailkit.provider.ratelimit import TokenBucket
 from emailkit.provider.store import Grant, Store
 from emailkit.provider.templating import render
 from emailkit.provider.webhooks import Dispatcher
+from emailkit.retry import stored_ids
 from emailkit.smtp import SendResult
 from emailkit.threads import header, message_ids, references, reply_headers
 
@@ -41,14 +42,16 @@ __all__ = ["Access", "Service", "TokenChecker"]
 
 log = logging.getLogger(__name__)
 
-_HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,76}$")
-#: Headers the API sets itself; custom_headers may not override them.
-RESERVED = {
-    "from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "in-reply-to", "references",
-    "sender", "return-path", "received", "mime-version", "content-type", "content-transfer-encoding",
-    "content-disposition", "resent-from", "resent-to", "resent-cc", "resent-bcc", "resent-date",
-    "resent-message-id", "resent-sender", "dkim-signature",
+#: Headers the provider (or the mail transport) sets itself, which `compose` would accept
+#: through ``headers=``: custom_headers may not override them either. compose refuses the
+#: rest itself (From, To, Subject, Date, Content-Type, ... — `emailkit.message.RESERVED_HEADERS`).
+PROVIDER_HEADERS = {
+    "message-id", "in-reply-to", "references", "sender", "return-path", "received", "content-disposition",
+    "resent-from", "resent-to", "resent-cc", "resent-bcc", "resent-date", "resent-message-id", "resent-sender",
+    "dkim-signature",
 }
+#: A longer name cannot be folded onto a 78-character line with its value (compose has no limit).
+_MAX_HEADER_NAME = 76
 
 
 class TokenChecker(Protocol):
@@ -304,24 +307,23 @@ class Service:
                                     "address", field="from[0].email")
             name = sender.name or ""
 
+        # compose() checks the names and values (syntax, reserved headers, line breaks); only
+        # what is the provider's own is checked here.
         custom: dict[str, str] = {}
         for i, h in enumerate(req.custom_headers):
-            field = f"custom_headers[{i}]"
-            if not _HEADER_NAME.match(h.name):
-                raise ProviderError(400, "invalid_request_error", f"{field}.name: {h.name!r} is not a header name; use "
-                                    "printable ASCII without spaces or ':' (e.g. X-Campaign)", field=f"{field}.name")
-            if h.name.casefold() in RESERVED:
+            field = f"custom_headers[{i}].name"
+            if h.name.casefold() in PROVIDER_HEADERS:
                 hint = "use reply_to_message_id" if h.name.casefold() in ("in-reply-to", "references") else \
-                    "set it through its own field"
+                    "the provider sets it"
                 raise ProviderError(400, "invalid_request_error",
-                                    f"{field}.name: {h.name} is set by the API and cannot be overridden; {hint}",
-                                    field=f"{field}.name")
-            if "\r" in h.value or "\n" in h.value:
-                raise ProviderError(400, "invalid_request_error", f"{field}.value: contains CR or LF (header "
-                                    "injection); remove the line break", field=f"{field}.value")
+                                    f"{field}: {h.name} is set by the API and cannot be overridden; {hint}",
+                                    field=field)
+            if len(h.name) > _MAX_HEADER_NAME:
+                raise ProviderError(400, "invalid_request_error", f"{field}: the header name is longer than "
+                                    f"{_MAX_HEADER_NAME} characters; use a shorter name", field=field)
             if h.name.casefold() in {k.casefold() for k in custom}:
-                raise ProviderError(400, "invalid_request_error", f"{field}.name: {h.name} is given twice; give each "
-                                    "header once", field=f"{field}.name")
+                raise ProviderError(400, "invalid_request_error", f"{field}: {h.name} is given twice; give each "
+                                    "header once", field=field)
             custom[h.name] = h.value
 
         attachments = []
@@ -349,9 +351,24 @@ class Service:
                 headers={**custom, **threading}, attachments=attachments,
             )
         except InvalidInput as exc:
-            raise _invalid(exc, self._api_field(exc.field, req)) from None
+            raise self._compose_error(exc, req) from None
         recipients = [email for k in ("to", "cc", "bcc") for _, email in groups[k]]
         return message, recipients, not is_plaintext, body
+
+    @classmethod
+    def _compose_error(cls, exc: InvalidInput, req: SendRequest) -> ProviderError:
+        """compose()'s refusal as the API's 400, naming the request's field."""
+        if exc.field.startswith("headers."):
+            name = exc.field.split(".", 1)[1]
+            index = next((i for i, h in enumerate(req.custom_headers) if h.name == name), None)
+            if index is not None:
+                field = f"custom_headers[{index}].name"
+                if name.lower() in RESERVED_HEADERS:  # compose's fix names its own argument, not the API's
+                    return ProviderError(400, "invalid_request_error", f"{field}: {name} is set by the API and "
+                                         "cannot be overridden; set it through its own field", field=field)
+                if "name" in exc.problem:  # compose says which part is wrong only in its wording
+                    return _invalid(exc, field)
+        return _invalid(exc, cls._api_field(exc.field, req))
 
     @staticmethod
     def _api_field(field: str, req: SendRequest) -> str:
@@ -496,11 +513,13 @@ class Service:
     async def _find_queued(self, rfc_message_id: str) -> str:
         """The Mailpit ID of a message whose DATA reply did not name it (not Mailpit's wording)."""
         try:
-            page = await self.mailbox.mailpit.search(f"message-id:{rfc_message_id.strip('<>')}", limit=1)
-        except MailpitError:
-            page = None
-        if page is not None and page.messages:
-            return str(page.messages[0].id)
+            ids = await stored_ids(self.mailbox.mailpit, rfc_message_id)
+        except MailpitError as exc:
+            raise ProviderError(503, "provider_unavailable", f"the SMTP server accepted the message but Mailpit "
+                                f"could not be asked for it ({exc.message}); retry later",
+                                headers={"Retry-After": "1"}) from exc
+        if ids:
+            return ids[0]
         raise ProviderError(503, "provider_unavailable", "the SMTP server accepted the message but Mailpit does not "
                             "show it; check that the provider's --smtp and --mailpit point at the same Mailpit",
                             headers={"Retry-After": "1"})
@@ -529,7 +548,7 @@ class Service:
                                  headers={"Retry-After": "5"})
         if exc.code is None:
             return ProviderError(503, "provider_unavailable", f"the SMTP server at {self.outbound.host}:"
-                                 f"{self.outbound.port} cannot be reached ({exc.message}); retry later",
+                                 f"{self.outbound.port} could not complete the send ({exc.message}); retry later",
                                  headers={"Retry-After": "5"})
         detail = {"smtp_code": exc.code, "smtp_reply": exc.reply}
         if 400 <= exc.code < 500:

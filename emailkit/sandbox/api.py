@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone, tzinfo
 from typing import Any
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -112,16 +113,32 @@ class _BadRequest(Exception):
 # --------------------------------------------------------------------------- input helpers
 
 
+_MAX_INT_PARAM = 2**63 - 1  # SQLite binds signed 64-bit integers; anything larger would be a 500
+
+
 def _int_param(request: Request, name: str, default: int) -> int:
+    """Every integer query parameter goes through here: 0..2**63-1, else 400 naming it."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = int(raw)
-    except ValueError:
+    except ValueError:  # also raised for strings past Python's int-conversion digit limit
         value = -1
-    if value < 0:
-        raise _BadRequest(f'invalid {name} parameter: "{raw}" (use a whole number, 0 or more)')
+    if not 0 <= value <= _MAX_INT_PARAM:
+        raise _BadRequest(f'invalid {name} parameter: "{raw}" (use a whole number from 0 to {_MAX_INT_PARAM})')
+    return value
+
+
+def _content_disposition(name: str) -> str:
+    """RFC 6266/5987 header: an ASCII ``filename`` fallback, plus ``filename*`` (UTF-8) if that lost anything.
+
+    Hand-written: Starlette only has this inside FileResponse (which needs a file on disk).
+    """
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in name)
+    value = f'filename="{fallback}"'
+    if fallback != name:
+        value += f"; filename*=UTF-8''{quote(name, safe='')}"
     return value
 
 
@@ -372,7 +389,8 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
         if part is None:
             return _not_found()
         name = part.filename or part.content_id
-        return Response(part.data, media_type=part.content_type, headers={"Content-Disposition": f'filename="{name}"'})
+        headers = {"Content-Disposition": _content_disposition(name)}
+        return Response(part.data, media_type=part.content_type, headers=headers)
 
     # -- send ------------------------------------------------------------------------
 

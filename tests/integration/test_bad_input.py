@@ -278,6 +278,23 @@ def test_bad_query_parameters(api: httpx.Client, mailbox: Sandbox, path: str, pa
     assert stored(mailbox) == 1
 
 
+@pytest.mark.parametrize("path", ["/api/v1/messages", "/api/v1/search"])
+@pytest.mark.parametrize("name", ["start", "limit"])
+@pytest.mark.parametrize("raw", [str(2**63), "9" * 25, "9" * 5000])
+def test_huge_integer_query_parameters_are_refused(
+    api: httpx.Client, mailbox: Sandbox, path: str, name: str, raw: str
+) -> None:
+    api.post("/api/v1/send", json=GOOD)
+    response = api.get(path, params={"query": "hi", name: raw})
+    assert response.status_code == 400, response.text
+    assert response.text.startswith(f'invalid {name} parameter: "{raw}"'), response.text[:200]
+    assert str(2**63 - 1) in response.text  # says what the largest accepted value is
+    assert stored(mailbox) == 1  # the server still answers, and nothing changed
+    largest = api.get(path, params={"query": "hi", name: str(2**63 - 1)})
+    assert largest.status_code == 200, largest.text
+    assert largest.json()["total"] == 1
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [

@@ -85,3 +85,25 @@ def test_run_executes_every_numbered_notebook_and_reports_failures(tmp_path: Pat
     assert sorted(p.name for p in out.iterdir()) == ["00_fine.ipynb", "01_broken.ipynb"]
     executed = json.loads((out / "00_fine.ipynb").read_text())
     assert "".join(executed["cells"][1]["outputs"][0]["text"]) == "42\n"
+
+
+def test_a_server_that_cannot_bind_leaves_nothing_behind() -> None:
+    import socket
+
+    from starlette.applications import Starlette
+
+    from emailkit.serving import AsgiServer
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = AsgiServer(Starlette(), "127.0.0.1", port)
+        try:
+            server.start()
+        except OSError:
+            pass
+        else:  # SO_REUSEADDR may let a second listener bind on some systems; then it must still serve
+            server.close()
+            return
+        assert server._socket is None and not server.loop.running

@@ -221,3 +221,23 @@ async def test_under_random_faults_every_message_arrives_exactly_once(box: Sandb
     ids = [m.message_id for m in stored.messages]
     assert len(ids) == 60 and len(set(ids)) == 60
     assert {f"<{i}>" for i in ids} == {o.message_id for o in outcomes}
+
+
+async def test_an_earlier_copy_of_the_same_message_does_not_count_as_this_send() -> None:
+    """Re-sending a message object that was delivered before: its old copy is not proof of this send."""
+    from emailkit.mailpit import AsyncMailpit
+    from emailkit.message import compose
+    from emailkit.retry import RetryPolicy, send_smtp_with_retry
+    from emailkit.sandbox import Sandbox
+
+    with Sandbox(chaos=True) as box:
+        message = compose(sender="a@example.com", to=["b@example.com"], subject="again", text="x")
+        async with AsyncMailpit(box.api_url) as mailpit:
+            first = await send_smtp_with_retry(message, host=box.smtp_host, port=box.smtp_port, mailpit=mailpit)
+            assert first.delivered
+            set_chaos(box.api_url, sender=(451, 100))
+            second = await send_smtp_with_retry(message, host=box.smtp_host, port=box.smtp_port, mailpit=mailpit,
+                                                policy=RetryPolicy(attempts=3, timeout=5, wait_initial=0.01,
+                                                                   wait_max=0.02, jitter=0))
+            assert not second.delivered and second.status == 451
+            assert (await mailpit.search("subject:again")).messages_count == 1

@@ -9,6 +9,8 @@ import re
 import smtplib
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from email.message import Message
+from email.utils import collapse_rfc2231_value
 
 import httpx
 import pytest
@@ -264,6 +266,29 @@ def test_message_body_parts_and_attachments(api: httpx.Client) -> None:
     summary = api.get("/api/v1/messages").json()["messages"][0]
     assert summary["Attachments"] == 1
     assert summary["Snippet"] == "Hello"
+
+
+@pytest.mark.parametrize("filename", ["日本語.txt", 'say "hi".txt', "back\\slash;x=1.txt", "plain.txt"])
+def test_attachment_download_keeps_any_filename(api: httpx.Client, filename: str) -> None:
+    data = f"contents of {filename}".encode()
+    message_id = send(
+        api,
+        Attachments=[{"Filename": filename, "ContentType": "text/plain", "Content": base64.b64encode(data).decode()}],
+    )
+    [attachment] = api.get(f"/api/v1/message/{message_id}").json()["Attachments"]
+    assert attachment["FileName"] == filename
+    part = api.get(f"/api/v1/message/{message_id}/part/{attachment['PartID']}")
+    assert (part.status_code, part.content) == (200, data)
+    header = Message()
+    header["Content-Disposition"] = part.headers["content-disposition"]
+    params = header.get_params(header="content-disposition")
+    ascii_names = [v for k, v in params if k == "filename" and isinstance(v, str)]
+    encoded_names = [collapse_rfc2231_value(v) for k, v in params if k == "filename" and isinstance(v, tuple)]
+    assert len(ascii_names) == 1 and ascii_names[0].isascii()
+    if filename.isascii() and '"' not in filename and "\\" not in filename:
+        assert (ascii_names, encoded_names) == ([filename], [])  # plain names stay as Mailpit sends them
+    else:
+        assert encoded_names == [filename]
 
 
 def test_date_keeps_the_senders_offset_and_html_only_gets_text(mailbox: Sandbox, api: httpx.Client) -> None:

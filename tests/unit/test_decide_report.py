@@ -109,8 +109,10 @@ def test_measured_figures_are_quoted_with_when_and_where() -> None:
 
 def test_figures_for_claims_the_report_does_not_rest_on_are_not_quoted() -> None:
     evidence.record("webhooks.delivery_events_received", 3, "events", source="05")
+    evidence.record("smtp.round_trips_per_message", 6, "round trips", source="01")
     text = render_report(score({"codebase": "packaged"}), "md")  # cites nothing about C11
     assert "webhooks.delivery_events_received" not in text
+    assert "smtp.round_trips_per_message" in text or "6 round trips" in text  # C07 is quoted: the control
 
 
 @pytest.mark.parametrize("fmt", ["md", "html", "json"])
@@ -119,6 +121,7 @@ def test_secrets_typed_into_free_text_never_reach_a_report(fmt) -> None:
     text = render_report(score({}), fmt, title=f"svc token={secret}",
                          context=f"Authorization: Bearer {secret}\npassword={secret}")
     assert secret not in text
+    assert "svc" in text and "********" in text  # the free text is there, masked, not dropped
     if fmt == "json":
         json.loads(text)  # still valid JSON after redaction
 

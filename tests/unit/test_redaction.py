@@ -77,3 +77,26 @@ def test_server_lines_carrying_tokens_are_masked() -> None:
     location = r.line("S", f"location: http://127.0.0.1:8765/callback?code={SECRET}&state=xyz")
     assert SECRET not in location and "state=xyz" in location
     assert r.line("S", "250 2.0.0 Ok: queued as abc") == "250 2.0.0 Ok: queued as abc"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"{{'access_token': '{SECRET}', 'scope': 'email.send'}}",
+        f'{{"password": "ab\\"{SECRET}"}}',
+        f"MAILPIT_URL=http://user:{SECRET}@mailpit.internal:8025",
+        f"X-Api-Key: {SECRET}",
+    ],
+)
+def test_reprs_escaped_quotes_url_credentials_and_key_headers_are_masked(text: str) -> None:
+    assert SECRET not in redact(text)
+
+
+def test_a_message_body_line_starting_with_auth_is_content_not_a_command() -> None:
+    r = Redactor()
+    lines = [("C", "DATA"), ("S", "354 End data with <CR><LF>.<CR><LF>"), ("C", "Subject: notes"), ("C", ""),
+             ("C", "Auth tokens rotate weekly."), ("C", "See you."), ("C", "."), ("S", "250 2.0.0 Ok: queued as X")]
+    shown = [r.line(d, t) for d, t in lines]
+    assert shown == [t for _, t in lines]
+    # ...and after the message, AUTH is recognised again.
+    assert r.line("C", "AUTH PLAIN AGJvYgBzZWNyZXQ=") == f"AUTH PLAIN {MASK}"

@@ -155,3 +155,26 @@ def test_outcome_is_plain_json_and_a_frame() -> None:
     assert list(frame["attempt"]) == [1, 2]
     assert list(frame["final"]) == [False, True]
     assert frame.loc[0, "retry"] and not frame.loc[1, "retry"]
+
+
+def test_tally_deliveries_counts_against_the_mailbox() -> None:
+    from types import SimpleNamespace
+
+    from emailkit.retry import tally_deliveries
+
+    def outcome(delivered: bool = True, retry: bool = False, attempts: int = 1, avoided: bool = False):  # noqa: ANN202
+        return SimpleNamespace(delivered=delivered, verdict=SimpleNamespace(retry=retry), attempts=attempts,
+                               retried=attempts > 1, duplicate_avoided=avoided, waits=[0.5] * (attempts - 1))
+
+    sends = [
+        (True, "a", outcome(attempts=3, avoided=True)),  # arrived once after retries
+        (True, "b", outcome()),                          # lost: not in the mailbox
+        (True, "c", outcome(attempts=2)),                # doubled
+        (False, "d", outcome(delivered=False)),          # refused for good, reported, not stored
+        (False, "e", outcome(delivered=False)),          # refused, yet stored: a half-store
+    ]
+    t = tally_deliveries("SMTP", sends, {"a": 1, "c": 2, "e": 1})
+    assert (t["meant to arrive"], t["arrived exactly once"], t["lost"], t["doubled"]) == (3, 1, 1, 1)
+    assert (t["refused for good, reported"], t["…stored anyway"]) == (2, 1)
+    assert (t["attempts in all"], t["sends that needed a retry"], t["duplicates avoided"]) == (8, 2, 1)
+    assert t["seconds waited (sum)"] == 1.5
