@@ -104,3 +104,23 @@ def test_notebooks_are_committed_without_outputs() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci and "apt-get update" in ci
+
+
+def _claims(text: str) -> set[str]:
+    """Claim ids in `text`, ranges such as C08–C12 expanded."""
+    found = {f"C{int(n):02d}" for n in re.findall(r"\bC(\d\d)\b", text)}
+    for lo, hi in re.findall(r"\bC(\d\d)\s*[–-]\s*C(\d\d)\b", text):
+        found |= {f"C{n:02d}" for n in range(int(lo), int(hi) + 1)}
+    return found
+
+
+def test_the_readme_claims_column_matches_what_each_notebook_covers() -> None:
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| (\d\d) \| \[[^\]]+\]\(notebooks/([^)]+)\) \|[^|]*\| ([^|]+) \|$", readme, re.MULTILINE)
+    assert len(rows) == len(list((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+    for number, name, column in rows:
+        nb = json.loads((ROOT / "notebooks" / name).read_text())
+        prose = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+        listed, covered = _claims(column), _claims(prose)
+        assert listed, f"README lists no claims for {name}"
+        assert listed <= covered, f"{name}: README lists {sorted(listed - covered)}, which the notebook never names"
