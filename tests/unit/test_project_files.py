@@ -124,3 +124,14 @@ def test_the_readme_claims_column_matches_what_each_notebook_covers() -> None:
         listed, covered = _claims(column), _claims(prose)
         assert listed, f"README lists no claims for {name}"
         assert listed <= covered, f"{name}: README lists {sorted(listed - covered)}, which the notebook never names"
+
+
+def test_notebooks_are_stored_exactly_as_the_nbstripout_filter_writes_them() -> None:
+    """Otherwise `git status` shows every notebook modified once `make` installs the git filter."""
+    import subprocess
+    import sys
+
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cleaned = subprocess.run([sys.executable, "-m", "nbstripout"], input=path.read_bytes(),
+                                 capture_output=True, check=True).stdout
+        assert cleaned == path.read_bytes(), f"{path.name}: run `make strip` (or nbstripout) and commit"
