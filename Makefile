@@ -54,8 +54,9 @@ test-e2e: $(STAMP) chromium
 
 test: test-unit test-notebooks test-e2e
 
+# Strip outputs and store each notebook exactly as the nbstripout git filter writes it.
 strip: $(STAMP)
-	$(BIN)/nbstripout notebooks/*.ipynb
+	@for nb in notebooks/*.ipynb; do $(BIN)/python -m nbstripout < "$$nb" > "$$nb.tmp" && mv "$$nb.tmp" "$$nb"; done
 
 clean:
 	rm -rf build reports .pytest_cache
