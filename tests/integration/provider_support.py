@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import socket
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ from typing import Any
 import httpx
 from aiosmtpd.controller import Controller
 
+from emailkit import oauth_client
+from emailkit.background import BackgroundLoop
 from emailkit.mailpit import Mailpit
 from emailkit.provider import Provider
 from emailkit.provider.store import Grant
@@ -25,6 +28,18 @@ def address(name: str = "user") -> str:
     return f"{name}-{uuid.uuid4().hex[:10]}@example.com"
 
 
+REDIRECT = "http://127.0.0.1:8765/callback"
+_token_loop: BackgroundLoop | None = None
+
+
+def _loop() -> BackgroundLoop:
+    global _token_loop
+    if _token_loop is None:
+        _token_loop = BackgroundLoop(name="provider-tests")
+        atexit.register(_token_loop.close)
+    return _token_loop
+
+
 @dataclass
 class Lab:
     sandbox: Sandbox
@@ -34,6 +49,18 @@ class Lab:
 
     def grant(self, name: str = "user") -> Grant:
         return self.provider.create_grant(address(name))
+
+    def token(self, email: str, scope: str) -> dict[str, Any]:
+        """A real OAuth token for `email` (code + PKCE through the consent page), plus its client_id."""
+        client = self.provider.oauth.register_client(redirect_uris=[REDIRECT], name="provider tests")
+
+        async def flow() -> dict[str, Any]:
+            app = oauth_client.oauth_app(self.provider.url, client_id=client.client_id, redirect_uri=REDIRECT,
+                                         scope=scope)
+            async with app:
+                return dict(await oauth_client.authorize(app, self.provider.url, email=email))
+
+        return {**_loop().run(flow(), timeout=30), "client_id": client.client_id}
 
     def send(self, grant: Grant | str, payload: dict[str, Any], **kwargs: Any) -> httpx.Response:
         gid = grant if isinstance(grant, str) else grant.id

@@ -9,13 +9,10 @@ import httpx
 import pytest
 from provider_support import Lab, address, error_of, make_lab, picky_provider
 
-from emailkit import oauth_client
-from emailkit.background import BackgroundLoop
 from emailkit.mailpit import Mailpit
 from emailkit.provider import Provider, WebhookReceiver
 from emailkit.sandbox import Sandbox
 
-REDIRECT = "http://127.0.0.1:8765/callback"
 
 
 @pytest.fixture(scope="module")
@@ -138,33 +135,15 @@ def test_a_batch_is_one_request_for_the_rate_limit(slow_lab: Lab) -> None:
 # --------------------------------------------------------------------------- scopes
 
 
-@pytest.fixture(scope="module")
-def loop() -> Iterator[BackgroundLoop]:
-    loop = BackgroundLoop(name="batch-tests")
-    yield loop
-    loop.close()
-
-
-def access_token(lab: Lab, loop: BackgroundLoop, email: str, scope: str) -> str:
-    client = lab.provider.oauth.register_client(redirect_uris=[REDIRECT], name="batch tests")
-
-    async def flow() -> dict:
-        app = oauth_client.oauth_app(lab.provider.url, client_id=client.client_id, redirect_uri=REDIRECT, scope=scope)
-        async with app:
-            return await oauth_client.authorize(app, lab.provider.url, email=email)
-
-    return str(loop.run(flow(), timeout=30)["access_token"])
-
-
-def test_batch_needs_the_send_scope_for_the_tokens_own_grant(lab: Lab, loop: BackgroundLoop) -> None:
+def test_batch_needs_the_send_scope_for_the_tokens_own_grant(lab: Lab) -> None:
     ann, bob = lab.grant("ann"), lab.grant("bob")
     items = [{"to": [{"email": address()}], "body": "x"}]
     url = f"{lab.provider.url}/v3/grants/me/messages/send-batch"
-    reader = {"Authorization": f"Bearer {access_token(lab, loop, ann.email, 'email.read')}"}
+    reader = {"Authorization": f"Bearer {lab.token(ann.email, 'email.read')['access_token']}"}
     r = httpx.post(url, json={"messages": items}, headers=reader)
     assert r.status_code == 403 and error_of(r)["type"] == "insufficient_scope"
     assert 'scope="email.send"' in r.headers["WWW-Authenticate"]
-    sender = {"Authorization": f"Bearer {access_token(lab, loop, ann.email, 'email.send')}"}
+    sender = {"Authorization": f"Bearer {lab.token(ann.email, 'email.send')['access_token']}"}
     r = httpx.post(url, json={"messages": items}, headers=sender)
     assert r.status_code == 200 and r.json()["data"][0]["grant_id"] == ann.id
     r = httpx.post(f"{lab.provider.url}/v3/grants/{bob.id}/messages/send-batch", json={"messages": items},

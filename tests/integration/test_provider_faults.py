@@ -13,13 +13,10 @@ import httpx
 import pytest
 from provider_support import Lab, address, error_of, make_lab
 
-from emailkit import oauth_client
-from emailkit.background import BackgroundLoop
 from emailkit.errors import InvalidInput
 from emailkit.faults import set_provider_faults
 from emailkit.provider import Faults
 
-REDIRECT = "http://127.0.0.1:8765/callback"
 
 
 @pytest.fixture(scope="module")
@@ -177,27 +174,9 @@ def test_the_retry_helpers_call_works(lab: Lab) -> None:
 # --------------------------------------------------------------------------- who may set faults
 
 
-@pytest.fixture(scope="module")
-def loop() -> Iterator[BackgroundLoop]:
-    loop = BackgroundLoop(name="fault-tests")
-    yield loop
-    loop.close()
-
-
-def access_token(lab: Lab, loop: BackgroundLoop, email: str, scope: str) -> str:
-    client = lab.provider.oauth.register_client(redirect_uris=[REDIRECT], name="fault tests")
-
-    async def flow() -> dict:
-        app = oauth_client.oauth_app(lab.provider.url, client_id=client.client_id, redirect_uri=REDIRECT, scope=scope)
-        async with app:
-            return await oauth_client.authorize(app, lab.provider.url, email=email)
-
-    return str(loop.run(flow(), timeout=30)["access_token"])
-
-
-def test_only_the_api_key_may_read_or_set_faults(lab: Lab, loop: BackgroundLoop) -> None:
+def test_only_the_api_key_may_read_or_set_faults(lab: Lab) -> None:
     ann = lab.grant("ann")
-    token = access_token(lab, loop, ann.email, "email.send email.read")
+    token = lab.token(ann.email, "email.send email.read")["access_token"]
     on = {"status": 503, "probability": 100, "retry_after": 1}
     url = f"{lab.provider.url}/v3/admin/faults"
     for method in ("GET", "PUT"):

@@ -9,9 +9,7 @@ import pytest
 from provider_support import Lab, address, error_of, make_lab
 
 from emailkit import oauth_client
-from emailkit.background import BackgroundLoop
 
-REDIRECT = "http://127.0.0.1:8765/callback"
 
 
 @pytest.fixture(scope="module")
@@ -19,33 +17,14 @@ def lab() -> Iterator[Lab]:
     yield from make_lab()
 
 
-@pytest.fixture(scope="module")
-def loop() -> Iterator[BackgroundLoop]:
-    loop = BackgroundLoop(name="token-tests")
-    yield loop
-    loop.close()
-
-
-def token_for(lab: Lab, loop: BackgroundLoop, email: str, scope: str) -> dict:
-    client = lab.provider.oauth.register_client(redirect_uris=[REDIRECT], name="token tests")
-
-    async def flow() -> dict:
-        app = oauth_client.oauth_app(lab.provider.url, client_id=client.client_id, redirect_uri=REDIRECT, scope=scope)
-        async with app:
-            return await oauth_client.authorize(app, lab.provider.url, email=email)
-
-    token = loop.run(flow(), timeout=30)
-    return {**token, "client_id": client.client_id}
-
-
 def bearer(token: dict) -> dict[str, str]:
     return {"Authorization": f"Bearer {token['access_token']}"}
 
 
-def test_a_read_token_reads_its_own_grant_only(lab: Lab, loop: BackgroundLoop) -> None:
+def test_a_read_token_reads_its_own_grant_only(lab: Lab) -> None:
     ann, bob = lab.grant("ann"), lab.grant("bob")
     lab.sent_ok(bob, {"to": [{"email": ann.email}], "subject": "for ann", "body": "x"})
-    token = token_for(lab, loop, ann.email, "email.read")
+    token = lab.token(ann.email, "email.read")
     assert token["grant_id"] == ann.id
     with httpx.Client(base_url=lab.provider.url, headers=bearer(token)) as http:
         for ref in ("me", ann.id, ann.email):
@@ -62,9 +41,9 @@ def test_a_read_token_reads_its_own_grant_only(lab: Lab, loop: BackgroundLoop) -
         assert r.status_code == 403 and "API key" in error_of(r)["message"]
 
 
-def test_a_send_token_sends_as_its_grant(lab: Lab, loop: BackgroundLoop) -> None:
+def test_a_send_token_sends_as_its_grant(lab: Lab) -> None:
     ann = lab.grant("ann")
-    token = token_for(lab, loop, ann.email, "email.send")
+    token = lab.token(ann.email, "email.send")
     r = httpx.post(f"{lab.provider.url}/v3/grants/me/messages/send", headers=bearer(token),
                    json={"to": [{"email": address()}], "subject": "with a token", "body": "x"})
     assert r.status_code == 200 and r.json()["data"]["from"][0]["email"] == ann.email
@@ -75,9 +54,9 @@ def test_a_send_token_sends_as_its_grant(lab: Lab, loop: BackgroundLoop) -> None
     assert not lab.provider.check_xoauth2(address(), token["access_token"])
 
 
-def test_a_revoked_token_stops_working(lab: Lab, loop: BackgroundLoop) -> None:
+def test_a_revoked_token_stops_working(lab: Lab) -> None:
     ann = lab.grant("ann")
-    token = token_for(lab, loop, ann.email, "email.read email.send")
+    token = lab.token(ann.email, "email.read email.send")
     url = f"{lab.provider.url}/v3/grants/me/messages"
     assert httpx.get(url, headers=bearer(token)).status_code == 200
     r = httpx.post(oauth_client.revoke_url(lab.provider.url),
