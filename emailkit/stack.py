@@ -13,7 +13,7 @@ import argparse
 import os
 
 from .errors import InvalidInput
-from .provider.server import Provider
+from .provider.server import Provider, announce_api_key
 from .sandbox import Sandbox
 from .sandbox.server import add_arguments as add_sandbox_arguments
 from .sandbox.server import sandbox_options
@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the provider's REST API listens (default 127.0.0.1:8090)")
     parser.add_argument("--api-key", default=os.environ.get("EMAILKIT_PROVIDER_API_KEY"),
                         help="the provider's API key (default: $EMAILKIT_PROVIDER_API_KEY, else a random one)")
+    parser.add_argument("--api-key-file", default=".emailkit/provider-api-key", metavar="FILE",
+                        help="where a generated API key is written, mode 0600 (default .emailkit/provider-api-key)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         if sandbox.pop3 is not None:
             print(f"POP3      {sandbox.pop3_host}:{sandbox.pop3_port}")
         print(f"Provider  {provider.url}  (OpenAPI: {provider.url}/openapi.json, docs: {provider.url}/docs)")
-        print("API key   " + ("as given (--api-key / $EMAILKIT_PROVIDER_API_KEY)" if args.api_key else provider.api_key))
+        print(announce_api_key(provider, given=bool(args.api_key), key_file=args.api_key_file))
         print("Ctrl-C to stop", flush=True)
         wait_for_signal()
     finally:

@@ -18,6 +18,7 @@ import argparse
 import os
 import secrets
 import sys
+from pathlib import Path
 from typing import Any
 
 from emailkit.background import BackgroundLoop
@@ -35,7 +36,7 @@ from emailkit.provider.webhooks import Dispatcher
 from emailkit.serving import AsgiServer, parse_hostport, wait_for_signal
 from emailkit.wiretap import Transcript
 
-__all__ = ["Provider", "add_arguments", "run"]
+__all__ = ["Provider", "add_arguments", "announce_api_key", "run"]
 
 
 class Provider:
@@ -235,6 +236,20 @@ class Provider:
 # --------------------------------------------------------------------------- CLI
 
 
+def announce_api_key(provider: Provider, *, given: bool, key_file: str) -> str:
+    """The line to print about the API key. A key it made up goes to `key_file` (mode 0600), never to
+    the output, so it stays out of terminal scroll-back and container logs."""
+    if given:
+        return "API key   as given (--api-key / $EMAILKIT_PROVIDER_API_KEY)"
+    path = Path(key_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(provider.api_key + "\n")
+    os.chmod(path, 0o600)
+    return f"API key   in {path} (readable by you only; set $EMAILKIT_PROVIDER_API_KEY to choose one)"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `emailkit provider`."""
     parser.add_argument("--mailpit", default=os.environ.get("MAILPIT_URL", "http://127.0.0.1:8025"),
@@ -245,6 +260,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database", default=None, help="SQLite file (default: in memory, lost on exit)")
     parser.add_argument("--api-key", default=os.environ.get("EMAILKIT_PROVIDER_API_KEY"),
                         help="API key (default: $EMAILKIT_PROVIDER_API_KEY, else a new random one)")
+    parser.add_argument("--api-key-file", default=".emailkit/provider-api-key", metavar="FILE",
+                        help="where a generated API key is written, mode 0600 (default .emailkit/provider-api-key)")
     parser.add_argument("--grant", action="append", default=[], metavar="EMAIL",
                         help="create a grant for this address at start (repeatable)")
 
@@ -271,10 +288,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"grant {grant.id} for {grant.email}")
         print(f"emailkit provider listening on {provider.url} (docs: {provider.url}/docs)")
         print(f"relaying to SMTP {smtp_host}:{smtp_port}, reading from {provider.mailpit_url}")
-        if args.api_key:
-            print("API key: as given (--api-key / $EMAILKIT_PROVIDER_API_KEY)")
-        else:
-            print(f"API key: {provider.api_key}")
+        print(announce_api_key(provider, given=bool(args.api_key), key_file=args.api_key_file))
         print("Ctrl-C stops it.", flush=True)
         wait_for_signal()
     finally:

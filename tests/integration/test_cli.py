@@ -33,13 +33,15 @@ def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
     raise AssertionError(f"`emailkit {' '.join(args)}` ended before it was ready: {seen}")
 
 
-def test_up_serves_sandbox_and_provider_wired_together() -> None:
-    proc, seen = _start("up", "--smtp", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--provider", "127.0.0.1:0")
+def test_up_serves_sandbox_and_provider_wired_together(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    proc, seen = _start("up", "--smtp", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--provider", "127.0.0.1:0",
+                        "--api-key-file", str(key_file))
     try:
         smtp_host, smtp_port = seen["SMTP"].split()[0].rsplit(":", 1)
         mailpit = seen["Mailpit"].removesuffix("/api/v1/")
         provider = seen["Provider"].split()[0]
-        key = seen["API"].removeprefix("key").strip()
+        key = key_file.read_text().strip()
         headers = {"Authorization": f"Bearer {key}"}
         grant_id = httpx.post(f"{provider}/v3/grants", headers=headers, json={"email": "ann@example.com"}).json()["data"]["id"]
         # Mail sent over the sandbox's SMTP is readable through the sandbox's REST API...
@@ -57,7 +59,8 @@ def test_up_serves_sandbox_and_provider_wired_together() -> None:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0 and "stopped" in out
-    assert key not in out  # printed once at start, not again
+    assert key not in out and key not in "".join(seen.values())  # never printed: kept in a 0600 file
+    assert key_file.stat().st_mode & 0o077 == 0
 
 
 def test_up_refuses_a_bad_address_with_exit_code_2() -> None:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from collections.abc import Iterator
 
 import httpx
@@ -125,8 +126,9 @@ def test_docs_page_works_offline(lab: Lab) -> None:
         assert lab.http.get(asset).status_code == 200
 
 
-def test_cli_serves_until_interrupted(lab: Lab) -> None:
+def test_cli_serves_until_interrupted(lab: Lab, tmp_path: Path) -> None:
     import socket
+    key_file = tmp_path / "key"
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -136,16 +138,18 @@ def test_cli_serves_until_interrupted(lab: Lab) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "emailkit.provider.server", "--mailpit", lab.sandbox.api_url,
          "--smtp", f"{lab.sandbox.smtp_host}:{lab.sandbox.smtp_port}", "--listen", f"127.0.0.1:{port}",
-         "--grant", "cli@example.com"],
+         "--grant", "cli@example.com", "--api-key-file", str(key_file)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         lines = []
         assert proc.stdout is not None
-        while not any(line.startswith("API key:") for line in lines):
+        while not any(line.startswith("API key") for line in lines):
             line = proc.stdout.readline()
             assert line, "".join(lines)
             lines.append(line)
-        key = lines[-1].split(":", 1)[1].strip()
+        key = key_file.read_text().strip()
+        assert key and key not in "".join(lines)  # printed nowhere, kept in a private file
+        assert key_file.stat().st_mode & 0o077 == 0
         assert f"listening on http://127.0.0.1:{port}" in "".join(lines)
         r = httpx.post(f"http://127.0.0.1:{port}/v3/grants/cli@example.com/messages/send",
                        headers={"Authorization": f"Bearer {key}"}, json={"to": [{"email": address()}], "body": "x"})
