@@ -14,6 +14,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -21,9 +22,60 @@ from typing import Any
 from .background import BackgroundLoop
 from .errors import InvalidInput
 
-__all__ = ["AsgiServer", "parse_hostport", "wait_for_signal"]
+__all__ = ["AsgiServer", "NeverDrop", "parse_hostport", "wait_for_signal"]
 
 log = logging.getLogger("emailkit.serving")
+
+
+class NeverDrop:
+    """ASGI middleware: an unexpected exception becomes a logged 500 with a request id, and the
+    client's keep-alive connection stays usable.
+
+    Without it uvicorn closes the connection whenever the app raises — also after the app's own
+    error handler has already sent a complete 500 (Starlette and FastAPI re-raise so the server
+    can log), which resets the client's next request on that connection. Every answer carries a
+    ``request-id`` header (the app's own, when it sets one); the log line names the same ID.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = str(uuid.uuid4())
+        scope.setdefault("state", {}).setdefault("request_id", rid)
+        progress = {"started": False, "done": False, "rid": rid}
+
+        async def tracked(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                given = [value for name, value in headers if name.lower() == b"request-id"]
+                if given:
+                    progress["rid"] = given[0].decode("latin-1")
+                else:
+                    headers.append((b"request-id", rid.encode("ascii")))
+                    message = {**message, "headers": headers}
+                progress["started"] = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                progress["done"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            log.exception("unexpected error in %s %s (request id %s)", scope.get("method"), scope.get("path"),
+                          progress["rid"])
+            if not progress["started"]:
+                body = f"internal error (request id {rid}): the server log has details\n".encode()
+                await send({"type": "http.response.start", "status": 500,
+                            "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                        (b"content-length", str(len(body)).encode()),
+                                        (b"request-id", rid.encode("ascii"))]})
+                await send({"type": "http.response.body", "body": body})
+            elif not progress["done"]:
+                raise  # half an answer is on the wire: only closing the connection ends it cleanly
 
 
 def _quick_server(config: Any) -> Any:
@@ -95,7 +147,7 @@ class AsgiServer:
             raise
         self._socket = sock
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_config=None, log_level="warning", access_log=False,
+        config = uvicorn.Config(NeverDrop(self.app), log_config=None, log_level="warning", access_log=False,
                                 lifespan="off", timeout_graceful_shutdown=2, server_header=False)
         self._server = _quick_server(config)
         self._task = asyncio.run_coroutine_threadsafe(self._server.serve(sockets=[sock]), self.loop.loop)

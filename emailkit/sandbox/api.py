@@ -36,6 +36,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from emailkit.errors import InvalidInput
+from emailkit.limits import HEADER_MAX_FIELDS, RECIPIENTS_MAX, JSONLimitError, read_json
 from emailkit.message import compose, parse_address
 from emailkit.sandbox.chaos import Chaos
 from emailkit.sandbox.search import SearchError, parse_date, resolve_tz
@@ -189,7 +190,9 @@ def _decode(body: bytes, fields: tuple[str, ...], *, as_json: bool = False) -> d
     if not body.strip():
         return None
     try:
-        data = json.loads(body)
+        data = read_json(body)  # depth, integer size, lone surrogates: emailkit.limits
+    except JSONLimitError as exc:
+        raise _BadRequest(f"invalid JSON: {exc}", as_json=as_json) from None
     except UnicodeDecodeError:
         raise _BadRequest("invalid JSON: the body is not UTF-8", as_json=as_json) from None
     except json.JSONDecodeError as exc:
@@ -437,6 +440,9 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
         headers_in = data.get("Headers") or {}
         if not isinstance(headers_in, dict):
             raise _type_error("Headers", 'an object {"Name": "value"}', True)
+        if len(headers_in) > HEADER_MAX_FIELDS:
+            raise _BadRequest(f"too many headers: {len(headers_in)} in Headers (at most {HEADER_MAX_FIELDS} header "
+                              "fields per message)", as_json=True)
         headers: dict[str, str] = {}
         tags = _str_list(data.get("Tags"), "Tags", as_json=True)
         if tags:
@@ -496,6 +502,9 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
             # breaks to Python) in a header value: the caller's input, so 400 rather than 500.
             raise _BadRequest(f"invalid message: {exc}", as_json=True) from None
         recipients = [email for _, email in to + cc + bcc]
+        if len(recipients) > RECIPIENTS_MAX:  # emailkit.limits: SMTP's RCPT limit, and the provider's
+            raise _BadRequest(f"too many recipients: {len(recipients)} in To, Cc and Bcc (at most {RECIPIENTS_MAX} "
+                              "per message; send several messages)", as_json=True)
         return save_to_database(store, raw, from_email, recipients, username=username)
 
     async def send(request: Request) -> Response:
@@ -623,6 +632,11 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
     async def not_found(request: Request, exc: Exception) -> Response:
         return _not_found()
 
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        # Logged, and the connection kept, by emailkit.serving.NeverDrop (which set the request id).
+        rid = request.scope.get("state", {}).get("request_id", "unknown")
+        return _text(f"internal error (request id {rid}): the server log has details", 500)
+
     routes = [
         Route("/api/v1/messages", list_messages, methods=["GET"]),
         Route("/api/v1/messages", set_read, methods=["PUT"]),
@@ -645,7 +659,7 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={404: not_found})
+    return Starlette(routes=routes, exception_handlers={404: not_found, Exception: internal_error})
 
 
 def _basic_auth_user(request: Request) -> str | None:

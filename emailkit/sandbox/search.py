@@ -6,8 +6,15 @@ case-insensitive substring (``LIKE``). Prefixes: ``from: to: cc: bcc: reply-to: 
 subject: message-id: tag: is:read is:unread is:tagged has:attachment(s) has:inline(s)
 larger: smaller: before: after:``. Anything else searches the stored search text.
 
-One deliberate difference: Mailpit silently ignores a ``before:``/``after:`` date it cannot
-read; here it is an error (`SearchError`, HTTP 400) so a typo cannot widen a search unseen.
+Deliberate differences, each an error (`SearchError`, HTTP 400) where Mailpit would widen a
+search unseen or fail:
+
+* a ``before:``/``after:`` date it cannot read (Mailpit silently ignores the term);
+* more than `SEARCH_MAX_TERMS` terms or `QUERY_MAX_LENGTH` characters (SQLite refuses an
+  expression 1,000 levels deep; emailkit.limits), a ``larger:``/``smaller:`` size past
+  2**63-1 bytes, a ``tz`` longer than `TZ_MAX_LENGTH` characters;
+* ``message-id:`` compares the stored Message-ID cleaned the same way as the term (Mailpit
+  cleans only the term, so it can never find a quoted local part such as ``<"a,b"@x>``).
 
 >>> [(t.kind, t.value, t.negate) for t in parse_query('from:ann "big news" -is:read')]
 [('from', 'ann', False), ('text', 'big news', False), ('is:read', '', True)]
@@ -21,6 +28,7 @@ from datetime import datetime, timezone, tzinfo
 from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from emailkit.limits import INT_MAX, QUERY_MAX_LENGTH, SEARCH_MAX_TERMS, TZ_MAX_LENGTH
 from emailkit.sandbox.summary import clean_search_text
 
 __all__ = ["SearchError", "Term", "build_where", "parse_date", "parse_query", "resolve_tz", "split_query"]
@@ -91,14 +99,26 @@ def _size_to_bytes(value: str) -> int:
     match = _SIZE.match(value.lower())
     if not match:
         return 0
-    number = float(match.group(1) + (match.group(2) or ""))
     unit = match.group(3) or ""
     factor = {"": 1, "k": 1024, "kb": 1024, "m": 1024 * 1024, "mb": 1024 * 1024}.get(unit)
-    return int(number * factor) if factor else 0
+    if not factor:
+        return 0
+    # Decimal arithmetic on the digits (a float of 400 digits is inf, and int(inf) raises).
+    whole, fraction = match.group(1), (match.group(2) or ".")[1:]
+    if len(whole.lstrip("0")) > 20:
+        return INT_MAX + 1
+    return (int(whole) * factor) + (int(fraction) * factor) // 10 ** len(fraction) if fraction else int(whole) * factor
 
 
 def parse_query(query: str) -> list[Term]:
-    """Turn a query string into terms, skipping those Mailpit skips (no letter or digit)."""
+    """Turn a query string into terms, skipping those Mailpit skips (no letter or digit).
+
+    Raises `SearchError` past the limits (`QUERY_MAX_LENGTH` characters, `SEARCH_MAX_TERMS`
+    terms, a size past 2**63-1 bytes).
+    """
+    if len(query) > QUERY_MAX_LENGTH:
+        raise SearchError(f"search query too long: {len(query)} characters (at most {QUERY_MAX_LENGTH}; "
+                          "narrow it down, or search in several steps)")
     terms: list[Term] = []
     for word in split_query(query):
         if not clean_search_text(word):
@@ -116,14 +136,22 @@ def parse_query(query: str) -> list[Term]:
         prefix, colon, rest = word.partition(":")
         prefix = prefix.lower()
         if colon and prefix in _PREFIXES:
-            if prefix in ("larger", "smaller") and _size_to_bytes(clean_search_text(rest)) <= 0:
-                terms.append(Term("text", word, negate))
-                continue
+            if prefix in ("larger", "smaller"):
+                size = _size_to_bytes(clean_search_text(rest))
+                if size > INT_MAX:
+                    raise SearchError(f'invalid size: "{word}" (at most {INT_MAX} bytes; write it like '
+                                      f'{prefix}:5mb or {prefix}:100k)')
+                if size <= 0:
+                    terms.append(Term("text", word, negate))
+                    continue
             value = rest if prefix == "subject" else clean_search_text(rest)
             if value:
                 terms.append(Term(prefix, value, negate))
             continue
         terms.append(Term("text", word, negate))
+    if len(terms) > SEARCH_MAX_TERMS:
+        raise SearchError(f"too many search terms: {len(terms)} (at most {SEARCH_MAX_TERMS}; narrow the search "
+                          "with fewer, longer terms, or search in several steps)")
     return terms
 
 
@@ -132,9 +160,12 @@ def resolve_tz(name: str | None) -> tzinfo:
     if not name:
         local = datetime.now().astimezone().tzinfo
         return local if local is not None else timezone.utc
+    if len(name) > TZ_MAX_LENGTH:
+        raise SearchError(f'invalid timezone: "{name[:TZ_MAX_LENGTH]}…" is {len(name)} characters (at most '
+                          f"{TZ_MAX_LENGTH}; use an IANA name such as Europe/Paris or UTC)")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name the file system refuses
         raise SearchError(f'invalid timezone: "{name}" (use an IANA name such as Europe/Paris or UTC)') from None
 
 
@@ -171,7 +202,7 @@ def parse_date(value: str, tz: tzinfo) -> datetime:
     if parsed is None:
         try:
             parsed = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):  # Overflow: a year or offset of 20 digits
             parsed = None
     if parsed is None:
         raise SearchError(f'invalid date: "{value}" (use yyyy/mm/dd, yyyy-mm-dd hh:mm or RFC 3339)')
@@ -218,7 +249,10 @@ def build_where(terms: list[Term], *, tz: tzinfo | None = None) -> tuple[str, li
         elif kind == "subject":
             add("m.Subject LIKE ? ESCAPE '\\'", _like(value), negate=neg)
         elif kind == "message-id":
-            add("m.MessageID LIKE ? ESCAPE '\\'", _like(value), negate=neg)
+            # Both sides cleaned alike and without spaces, so <"a,b"@x> (whose quotes the query's own
+            # syntax drops) still finds its message; the store registers `mp_clean`.
+            add("mp_clean(m.MessageID) LIKE ? ESCAPE '\\'", _like(clean_search_text(value).replace(" ", "")),
+                negate=neg)
         elif kind == "tag":
             add(_TAG, value, negate=neg)
         elif kind == "is:read":

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from emailkit.sandbox.search import build_where, parse_query
-from emailkit.sandbox.summary import Summary, canonical_key, header_block, summarize, unique_tags
+from emailkit.sandbox.summary import Summary, canonical_key, clean_search_text, header_block, summarize, unique_tags
 
 __all__ = ["Counts", "Stats", "Store", "StoredMessage", "new_id", "rfc3339", "utc_ms"]
 
@@ -131,8 +131,11 @@ class Store:
             self.path = Path(name)
         else:
             self.path = Path(database)
+            _create_private(self.path)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        # The search's message-id: term compares cleaned text on both sides (emailkit.sandbox.search).
+        self._db.create_function("mp_clean", 1, _clean, deterministic=True)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=OFF")
@@ -510,6 +513,19 @@ class Store:
     def message_id_exists(self, mid: str) -> bool:
         with self._lock:
             return self._db.execute("SELECT 1 FROM mailbox WHERE MessageID = ? LIMIT 1", (mid,)).fetchone() is not None
+
+
+def _clean(value: object) -> str:
+    """A stored Message-ID as the search's ``message-id:`` term compares it: cleaned, no spaces."""
+    return clean_search_text(value).replace(" ", "") if isinstance(value, str) else ""
+
+
+def _create_private(path: Path) -> None:
+    """Create a new database file readable by its owner only (SQLite gives its -wal/-shm the same mode)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 def _discard(db: sqlite3.Connection, temporary_path: Path | None) -> None:

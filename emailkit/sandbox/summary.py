@@ -23,17 +23,22 @@ from email.utils import getaddresses, parsedate_to_datetime
 from html import unescape
 from html.parser import HTMLParser
 
+from emailkit.limits import HEADER_MAX_FIELDS, MIME_MAX_DEPTH
+
 __all__ = [
     "AttachmentInfo",
+    "MessageTooComplex",
     "ParsedMessage",
     "Summary",
     "address_list",
     "canonical_key",
+    "check_header_count",
     "clean_search_text",
     "clean_tag",
     "find_part",
     "header_block",
     "html_to_text",
+    "mime_depth",
     "parse_message",
     "snippet",
     "summarize",
@@ -47,6 +52,17 @@ _VALID_TAG = re.compile(r"^[a-zA-Z0-9\-\ _.@]{1,100}$")
 _PLUS = re.compile(r"^(.+?)\+(.+)@")
 _SEARCH_JUNK = re.compile(r"(\r?\n|\t|>|<|\"|,|;|\(|\))")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+class MessageTooComplex(ValueError):
+    """A message past a structural limit: `limit` is ``"mime_depth"`` or ``"header_count"``.
+
+    Permanent: the same bytes will never fit, so SMTP answers 5xx (never 4xx, which a client retries).
+    """
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 # --------------------------------------------------------------------------- headers
@@ -86,6 +102,13 @@ def header_block(raw: bytes) -> list[tuple[str, str]]:
             continue
         fields.append((name, value.strip()))
     return fields
+
+
+def check_header_count(raw: bytes, limit: int = HEADER_MAX_FIELDS) -> None:
+    """Raise `MessageTooComplex` when the top-level header has more than `limit` fields."""
+    count = len(header_block(raw))
+    if count > limit:
+        raise MessageTooComplex("header_count", f"the message has {count} header fields (at most {limit})")
 
 
 def _decode_words(value: str) -> str:
@@ -256,7 +279,7 @@ def _decode_part(part: Message) -> str:
         text = payload.decode(charset, "replace")
     except LookupError:
         text = payload.decode("utf-8", "replace")
-    return text.replace("\r\n", "\n")
+    return text  # line endings as sent: Mailpit keeps CRLF in Text and HTML
 
 
 def _walk(part: Message, part_id: str, body: _Body, related: bool, want_data: bool) -> None:
@@ -326,8 +349,38 @@ def _simple_body(raw: bytes, headers: dict[str, str]) -> _Body | None:
         text = payload.decode(charset, "replace")
     except LookupError:
         text = payload.decode("utf-8", "replace")
-    text = text.replace("\r\n", "\n")
     return _Body(html=text) if main == "text/html" else _Body(text=text)
+
+
+def mime_depth(msg: Message) -> int:
+    """Levels of nested multipart/message parts (0 for a single part); iterative, never recursive."""
+    deepest = 0
+    stack = [(msg, 1 if msg.is_multipart() else 0)]
+    while stack:
+        part, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if part.is_multipart():
+            children = part.get_payload()
+            if isinstance(children, list):
+                stack.extend((child, depth + (1 if child.is_multipart() else 0)) for child in children
+                             if isinstance(child, Message))
+    return deepest
+
+
+def _parse(raw: bytes, limit: int = MIME_MAX_DEPTH) -> Message:
+    """The MIME tree of `raw`; `MessageTooComplex` past `limit` levels (Postfix's mime_nesting_limit).
+
+    The stdlib parser recurses once per level, so a message nested ~1,000 deep raises
+    RecursionError inside it: that too is a message past the limit, refused the same way.
+    """
+    too_deep = f"MIME parts nested deeper than {limit} levels"
+    try:
+        msg = message_from_bytes(raw, policy=compat32)
+    except RecursionError:
+        raise MessageTooComplex("mime_depth", too_deep) from None
+    if mime_depth(msg) > limit:
+        raise MessageTooComplex("mime_depth", too_deep)
+    return msg
 
 
 def _body(raw: bytes, headers: dict[str, str], *, want_data: bool) -> _Body:
@@ -335,7 +388,7 @@ def _body(raw: bytes, headers: dict[str, str], *, want_data: bool) -> _Body:
         fast = _simple_body(raw, headers)
         if fast is not None:
             return fast
-    msg = message_from_bytes(raw, policy=compat32)
+    msg = _parse(raw)
     body = _Body()
     _walk(msg, "" if msg.is_multipart() else "1", body, False, want_data)
     return body
