@@ -39,10 +39,12 @@ from emailkit.errors import InvalidInput
 from emailkit.limits import HEADER_MAX_FIELDS, RECIPIENTS_MAX, JSONLimitError, read_json
 from emailkit.message import compose, parse_address
 from emailkit.sandbox.chaos import Chaos
+from emailkit.sandbox.cors import go_error, method_not_allowed, preflight, with_mailpit_headers
 from emailkit.sandbox.search import SearchError, parse_date, resolve_tz
 from emailkit.sandbox.smtp_server import save_to_database
 from emailkit.sandbox.store import Store, new_id
 from emailkit.sandbox.summary import find_part, parse_message
+from emailkit.sandbox.views import extra_routes
 
 __all__ = ["MAILPIT_VERSION", "VERSION", "create_app", "go_json"]
 
@@ -85,7 +87,8 @@ def _ok() -> Response:
 
 
 def _not_found() -> Response:
-    return _text("404 page not found", 404)
+    # Mailpit's fourOFour: no newline, and "text/plain" without a charset
+    return Response(b"404 page not found", status_code=404, headers={"Content-Type": "text/plain"})
 
 
 def go_time(value: datetime) -> str:
@@ -131,16 +134,22 @@ def _int_param(request: Request, name: str, default: int) -> int:
     return value
 
 
-def _content_disposition(name: str) -> str:
-    """RFC 6266/5987 header: an ASCII ``filename`` fallback, plus ``filename*`` (UTF-8) if that lost anything.
+# Parts a browser would render as a page (script included) are served as downloads, as Mailpit does.
+_DOWNLOAD_ONLY_TYPES = {"text/html", "text/xml", "application/xhtml+xml", "image/svg+xml", "application/xml",
+                        "text/xsl"}
+
+
+def _path_escape(name: str) -> str:
+    """Go's `url.PathEscape`: UTF-8 percent-encoding except unreserved characters and ``$&+:=@``."""
+    return quote(name, safe="$&+:=@")
+
+
+def _content_disposition(name: str, disposition: str = "inline") -> str:
+    """Mailpit's part header: ``inline; filename="<name, path-escaped>"`` (the name stays ASCII and unquoted).
 
     Hand-written: Starlette only has this inside FileResponse (which needs a file on disk).
     """
-    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in name)
-    value = f'filename="{fallback}"'
-    if fallback != name:
-        value += f"; filename*=UTF-8''{quote(name, safe='')}"
-    return value
+    return f'{disposition}; filename="{_path_escape(name)}"'
 
 
 def _tz(request: Request) -> tzinfo:
@@ -392,8 +401,12 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
         if part is None:
             return _not_found()
         name = part.filename or part.content_id
-        headers = {"Content-Disposition": _content_disposition(name)}
-        return Response(part.data, media_type=part.content_type, headers=headers)
+        content_type, disposition = part.content_type, "inline"
+        if content_type.lower() in _DOWNLOAD_ONLY_TYPES:
+            content_type, disposition = "application/octet-stream", "attachment"
+        # the part's own type, exactly (no charset added, as Starlette's media_type would)
+        headers = {"Content-Type": content_type, "Content-Disposition": _content_disposition(name, disposition)}
+        return Response(part.data, headers=headers)
 
     # -- send ------------------------------------------------------------------------
 
@@ -630,7 +643,7 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
         return _text("ok") if store.ping() else _text("database not ready", 503)
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return _not_found()
+        return go_error("404 page not found", 404)  # Go's ServeMux for a path no route serves
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         # Logged, and the connection kept, by emailkit.serving.NeverDrop (which set the request id).
@@ -658,8 +671,15 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
         Route("/api/v1/chaos", set_chaos, methods=["PUT"]),
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        *extra_routes(store, resolve),
+        Route("/api/v1/{rest:path}", preflight, methods=["OPTIONS"]),  # CORS preflight, as Mailpit
     ]
-    return Starlette(routes=routes, exception_handlers={404: not_found, Exception: internal_error})
+    # Mailpit's middleware (CORS, Referrer-Policy) around every route, as its middleWareFunc does
+    routes = [Route(r.path, with_mailpit_headers(r.endpoint), methods=sorted(r.methods or ()))
+              for r in routes]
+    app = Starlette(routes=routes, exception_handlers={404: not_found, Exception: internal_error})
+    app.add_exception_handler(405, method_not_allowed(lambda: app.router.routes))
+    return app
 
 
 def _basic_auth_user(request: Request) -> str | None:

@@ -374,7 +374,7 @@ class Store:
         result: dict[str, builtins.list[str]] = {}
         for message_id, name in self._db.execute(
             f"SELECT mt.ID, t.Name FROM message_tags mt JOIN tags t ON mt.TagID = t.ID WHERE mt.ID IN ({marks})"
-            " ORDER BY t.Name COLLATE BINARY",
+            " ORDER BY t.Name COLLATE NOCASE",  # Mailpit's tag names are NOCASE: "Alpha, beta, Invoices"
             list(ids),
         ):
             result.setdefault(message_id, []).append(name)
@@ -392,8 +392,9 @@ class Store:
                     "Read": bool(read),
                     "From": meta.get("From") or {"Name": "", "Address": ""},
                     "To": meta.get("To") or [],
-                    "Cc": meta.get("Cc") or [],
-                    "Bcc": meta.get("Bcc") or [],
+                    # Mailpit stores Cc/Bcc with omitempty and lists them as null when there are none
+                    "Cc": meta.get("Cc") or None,
+                    "Bcc": meta.get("Bcc") or None,
                     "ReplyTo": meta.get("ReplyTo") or [],
                     "Subject": subject,
                     "Created": rfc3339(created),
@@ -500,7 +501,7 @@ class Store:
     def tags(self) -> builtins.list[str]:
         """Every tag in use, sorted."""
         with self._lock:
-            return [r[0] for r in self._db.execute("SELECT Name FROM tags ORDER BY Name COLLATE BINARY")]
+            return [r[0] for r in self._db.execute("SELECT Name FROM tags ORDER BY Name COLLATE NOCASE")]
 
     def tag_counts(self) -> dict[str, int]:
         with self._lock:
