@@ -18,7 +18,14 @@ Behaves like Mailpit v1.30.5's POP3 (``internal/pop3``; MAILPIT-NOTES §4.1):
 * RETR sends the stored bytes (what ``GET /api/v1/message/{ID}/raw`` returns), dot-stuffed,
   and, like that endpoint, does **not** mark the message read;
 * DELE marks, RSET unmarks, QUIT deletes the marked messages; a connection that drops
-  without QUIT deletes nothing; replies use Mailpit's wording; idle sessions close after 10 min.
+  without QUIT deletes nothing; replies use Mailpit's wording; idle sessions close after 10 min
+  (RFC 1939's autologout minimum).
+
+Two more timers than Mailpit's (emailkit.limits; docs/sandbox.md): a line must end within
+`LINE_TIMEOUT` seconds of its first byte (a client dripping a byte a second is cut then, not
+after 10 min), and a connection lasts at most `SESSION_TIMEOUT` seconds in all. Each closes
+the connection as RFC 1939's autologout does: no reply, no UPDATE (messages marked with DELE
+are kept).
 
 Deliberate differences, where Mailpit strays from RFC 1939:
 
@@ -42,12 +49,15 @@ from typing import Final
 
 from emailkit.background import BackgroundLoop
 from emailkit.errors import InvalidInput
+from emailkit.limits import LINE_SECONDS, POP3_IDLE_SECONDS, POP3_SESSION_SECONDS
 from emailkit.sandbox.store import Store
 
 __all__ = [
     "IDLE_TIMEOUT",
     "LINE_LIMIT",
+    "LINE_TIMEOUT",
     "MAILDROP_LIMIT",
+    "SESSION_TIMEOUT",
     "POP3Server",
     "dot_stuff",
     "parse_credentials",
@@ -61,7 +71,11 @@ MAILDROP_LIMIT: Final = 100
 #: Longest command line accepted, CRLF included (Mailpit's read buffer; RFC 2449 says 255).
 LINE_LIMIT: Final = 512
 #: Seconds of silence before a session is closed (RFC 1939's autologout minimum, as Mailpit).
-IDLE_TIMEOUT: Final = 600.0
+IDLE_TIMEOUT: Final = POP3_IDLE_SECONDS
+#: Seconds from the first byte of a command line to its end.
+LINE_TIMEOUT: Final = LINE_SECONDS
+#: Seconds one connection may last in all.
+SESSION_TIMEOUT: Final = POP3_SESSION_SECONDS
 
 _NEWLINE = re.compile(rb"\r?\n")
 _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
@@ -137,13 +151,34 @@ def parse_credentials(value: str | Mapping[str, str], field: str = "pop3_auth") 
 
 
 class _LineReader:
-    """CRLF-terminated lines with a length cap; an over-long line is drained and reported once."""
+    """CRLF-terminated lines with a length cap; an over-long line is drained and reported once.
 
-    def __init__(self, reader: asyncio.StreamReader, limit: int) -> None:
+    `next()` waits `idle` seconds for a line to begin and `line` seconds from its first byte to
+    its end; TimeoutError when either runs out.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, limit: int, *, idle: float = IDLE_TIMEOUT,
+                 line: float = LINE_TIMEOUT) -> None:
         self._reader = reader
         self._limit = limit
         self._buffer = bytearray()
         self._discarding = False
+        self._idle = idle
+        self._line = line
+        self._line_deadline: float | None = None  # loop time by which the current line must end
+
+    async def _read(self) -> bytes:
+        loop = asyncio.get_running_loop()
+        if self._buffer or self._discarding:  # a line has begun
+            if self._line_deadline is None:
+                self._line_deadline = loop.time() + self._line
+            wait = self._line_deadline - loop.time()
+        else:
+            self._line_deadline = None
+            wait = self._idle
+        if wait <= 0:
+            raise TimeoutError
+        return await asyncio.wait_for(self._reader.read(4096), wait)
 
     async def next(self) -> bytes | None:
         """The next line (with its line end), `_TOO_LONG`, or None at end of stream."""
@@ -152,6 +187,7 @@ class _LineReader:
             if end >= 0:
                 line = bytes(self._buffer[: end + 1])
                 del self._buffer[: end + 1]
+                self._line_deadline = None
                 if self._discarding or len(line) > self._limit:
                     self._discarding = False
                     return _TOO_LONG
@@ -159,7 +195,7 @@ class _LineReader:
             if len(self._buffer) > self._limit:
                 self._discarding = True
                 self._buffer.clear()
-            chunk = await self._reader.read(4096)
+            chunk = await self._read()
             if not chunk:
                 return None
             self._buffer += chunk
@@ -171,7 +207,7 @@ class _Session:
     def __init__(self, server: POP3Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.server = server
         self.store = server.store
-        self.lines = _LineReader(reader, LINE_LIMIT)
+        self.lines = _LineReader(reader, LINE_LIMIT, idle=server.idle_timeout, line=server.line_timeout)
         self.writer = writer
         self.user = ""
         self.signed_in = False
@@ -183,11 +219,19 @@ class _Session:
         await self.writer.drain()
 
     async def serve(self) -> None:
+        try:
+            async with asyncio.timeout(self.server.session_timeout):
+                await self.conversation()
+        except TimeoutError:  # RFC 1939 §3 autologout: close, no reply, no UPDATE (DELE marks are kept)
+            log.info("POP3 session closed: longer than %g s in all", self.server.session_timeout)
+
+    async def conversation(self) -> None:
         await self.reply(f"+OK {self.server.label} POP3 server")
         while True:
             try:
-                line = await asyncio.wait_for(self.lines.next(), self.server.idle_timeout)
-            except TimeoutError:
+                line = await self.lines.next()
+            except TimeoutError:  # the same autologout
+                log.info("POP3 session closed: idle, or a line took too long")
                 return
             if line is None:
                 return
@@ -335,6 +379,8 @@ class POP3Server:
         port: int = 0,
         label: str = "Mailpit",
         idle_timeout: float = IDLE_TIMEOUT,
+        line_timeout: float = LINE_TIMEOUT,
+        session_timeout: float = SESSION_TIMEOUT,
     ) -> None:
         self.store = store
         self._credentials = {user: password.encode("utf-8") for user, password in credentials.items()}
@@ -344,6 +390,8 @@ class POP3Server:
         self.port = port
         self.label = label
         self.idle_timeout = idle_timeout
+        self.line_timeout = line_timeout
+        self.session_timeout = session_timeout
         self._loop: BackgroundLoop | None = None
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()

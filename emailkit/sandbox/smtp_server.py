@@ -37,13 +37,15 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from emailkit.errors import InvalidInput
+from emailkit.limits import LINE_SECONDS, SMTP_IDLE_SECONDS, SMTP_SESSION_SECONDS
 from emailkit.message import parse_address
 from emailkit.sandbox.chaos import Chaos
 from emailkit.sandbox.store import Store, new_id
-from emailkit.sandbox.summary import address_list, header_block, summarize
+from emailkit.sandbox.summary import MessageTooComplex, address_list, check_header_count, header_block, summarize
 
 __all__ = [
     "SMTPServer",
+    "SessionTimeouts",
     "TLSMaterial",
     "TokenChecker",
     "make_tls",
@@ -183,6 +185,31 @@ def make_tls(hostnames: list[str]) -> TLSMaterial:
 # --------------------------------------------------------------------------- aiosmtpd subclass
 
 
+class SessionTimeouts:
+    """How long a client may take, in seconds (defaults from emailkit.limits; docs/sandbox.md).
+
+    * `idle`: silence while the server waits for the client (aiosmtpd's own timer; RFC 5321
+      §4.5.3.2.7 asks for at least 5 minutes). Any byte starts it over, so a long DATA on a
+      slow link is not cut while it moves.
+    * `line`: from the first byte of a line (a command, or a line of DATA) to its end; a client
+      that drips a byte a second is cut after this.
+    * `session`: the whole connection, however busy.
+
+    When one runs out the server answers ``421 4.4.2 <host> Error: timeout exceeded`` and
+    closes; a message whose DATA had not ended is not stored.
+    """
+
+    def __init__(self, idle: float = SMTP_IDLE_SECONDS, line: float = LINE_SECONDS,
+                 session: float = SMTP_SESSION_SECONDS) -> None:
+        for name, value in (("idle", idle), ("line", line), ("session", session)):
+            if not value > 0:
+                raise ValueError(f"timeouts.{name} must be > 0 seconds, not {value!r}")
+        self.idle, self.line, self.session = float(idle), float(line), float(session)
+
+    def __repr__(self) -> str:
+        return f"SessionTimeouts(idle={self.idle:g}, line={self.line:g}, session={self.session:g})"
+
+
 class _SandboxSMTP(SMTP):
     """aiosmtpd's SMTP with Mailpit's wording and room for long XOAUTH2 lines."""
 
@@ -202,6 +229,45 @@ class _SandboxSMTP(SMTP):
         )
         self._command = ""
         self._handler = handler
+        self._line_timer: asyncio.TimerHandle | None = None
+        self._session_timer: asyncio.TimerHandle | None = None
+
+    # -- timeouts (SessionTimeouts) -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self._session_timer is None:  # not again after STARTTLS: one budget per connection
+            self._session_timer = self.loop.call_later(self._handler.timeouts.session, self._expire,
+                                                       "session time limit exceeded")
+
+    def data_received(self, data: bytes) -> None:
+        self._reset_timeout()  # idle: any byte counts (aiosmtpd restarts it only after a command)
+        newline = data.rfind(b"\n")
+        if newline >= 0 and self._line_timer is not None:
+            self._line_timer.cancel()
+            self._line_timer = None
+        if newline < len(data) - 1 and self._line_timer is None:  # a line has begun and not ended
+            self._line_timer = self.loop.call_later(self._handler.timeouts.line, self._expire, "timeout exceeded")
+        super().data_received(data)
+
+    def _timeout_cb(self) -> None:
+        self._expire("timeout exceeded")
+
+    def _expire(self, reason: str) -> None:
+        """Postfix's ``421 4.4.2 <host> Error: timeout exceeded``, then close (nothing half-stored)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        peer = self.session.peer if self.session is not None else "?"
+        log.info("closing the SMTP session of %s: %s", peer, reason)
+        transport.write(f"421 4.4.2 {self._handler.hostname} Error: {reason}\r\n".encode())
+        transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        for timer in (self._line_timer, self._session_timer):
+            if timer is not None:
+                timer.cancel()
+        super().connection_lost(error)
 
     async def push(self, status: str | bytes) -> None:
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
@@ -239,9 +305,11 @@ class _Handler:
         starttls: bool,
         xoauth2: TokenChecker | None,
         chaos: Chaos,
+        timeouts: SessionTimeouts | None = None,
     ) -> None:
         self.store = store
         self.chaos = chaos
+        self.timeouts = timeouts or SessionTimeouts()
         self.hostname = hostname
         self.max_message_size = max_message_size
         self.max_recipients = max_recipients
@@ -338,10 +406,17 @@ class _Handler:
             save_to_database, self.store, data, mail_from, list(envelope.rcpt_tos), username=username, received=received
         )
         try:
+            check_header_count(data)
             if len(data) > _BIG_MESSAGE:
                 message_id = await asyncio.get_running_loop().run_in_executor(None, store)
             else:
                 message_id = store()
+        except MessageTooComplex as exc:
+            # Permanent (5xx): the same bytes never fit, and a 4xx would have the client retry for days.
+            log.info("refused a message from %s: %s", peer, exc)
+            if exc.limit == "header_count":
+                return f"552 5.3.4 Message header too large: {exc}"
+            return f"554 5.6.0 Message refused: {exc}"
         except Exception:
             log.exception("could not store a message from %s", peer)
             return "451 4.3.5 Unable to process mail"
@@ -428,6 +503,7 @@ class SMTPServer:
         starttls: bool = True,
         xoauth2: TokenChecker | None = None,
         chaos: Chaos | None = None,
+        timeouts: SessionTimeouts | None = None,
     ) -> None:
         if max_recipients < 1:
             raise ValueError("max_recipients must be at least 1")
@@ -449,6 +525,7 @@ class SMTPServer:
             starttls=starttls,
             xoauth2=xoauth2,
             chaos=chaos if chaos is not None else Chaos(),
+            timeouts=timeouts,
         )
         self._controller = _Controller(
             self.handler,
@@ -464,6 +541,7 @@ class SMTPServer:
             authenticator=_accept_any,
             auth_exclude_mechanism=[] if xoauth2 else ["XOAUTH2"],
             ready_timeout=10.0,
+            timeout=self.handler.timeouts.idle,
         )
         self.port = port
 
