@@ -1,8 +1,10 @@
 """`connect()`: the one entry point every notebook starts with.
 
-It uses a real Mailpit when `MAILPIT_URL` (and the SMTP port, `MAILPIT_SMTP` or the URL's
-host on 1025) answers, and otherwise starts the embedded sandbox on free loopback ports.
-It is idempotent: a second call returns the same `Lab`.
+It starts (or finds) the mailbox server through the one wiring, `emailkit.stack.Stack`: an external
+Mailpit at `MAILPIT_URL`; else a real Mailpit binary (`MAILPIT_BIN`, the project's
+`.tools/bin/mailpit` from ``make mailpit``, or `mailpit` on PATH), started on free loopback ports;
+else the embedded sandbox. `EMAILKIT_MAILBOX=external|mailpit|sandbox` forces one. It is
+idempotent: a second call returns the same `Lab`.
 
     lab = emailkit.lab.connect()
     lab.describe()
@@ -12,18 +14,16 @@ It is idempotent: a second call returns the same `Lab`.
 from __future__ import annotations
 
 import atexit
-import os
-import secrets
-import socket
 import sys
-from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from .errors import MailpitError
+from .mailboxes import Mailbox, POP3Access
 from .mailpit import Mailpit, shown_url
 from .smtp import SendResult, send
+from .stack import Stack
 from .wiretap import Wiretap
 
 if TYPE_CHECKING:
@@ -35,31 +35,60 @@ if TYPE_CHECKING:
 __all__ = ["Lab", "POP3Access", "connect"]
 
 
-@dataclass(frozen=True)
-class POP3Access:
-    """Where the lab's mailbox answers POP3, and the credentials it wants (never shown in a repr)."""
-
-    host: str
-    port: int
-    user: str
-    password: str = field(repr=False)
-
-
-@dataclass
 class Lab:
-    """Where the workbook's mail goes: SMTP address, REST API URL and a ready client."""
+    """Where the workbook's mail goes: the mailbox server, a ready REST client, the provider on demand."""
 
-    kind: Literal["mailpit", "sandbox"]
-    smtp_host: str
-    smtp_port: int
-    api_url: str
-    mailpit: Mailpit
-    sandbox: Sandbox | None = None
-    note: str = ""
-    pop3: POP3Access | None = None
-    _taps: list[Wiretap] = field(default_factory=list, repr=False)
-    _provider: Provider | None = field(default=None, repr=False)
-    _xoauth2_sandbox: Sandbox | None = field(default=None, repr=False)
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.mailpit: Mailpit = stack.mailbox.client()
+        self._taps: list[Wiretap] = []
+        self._clients: list[Mailpit] = []
+
+    # ------------------------------------------------------------------ where things are
+
+    @property
+    def mailbox(self) -> Mailbox:
+        return self.stack.mailbox
+
+    @property
+    def kind(self) -> Literal["external", "mailpit", "sandbox"]:
+        """``"external"`` (MAILPIT_URL), ``"mailpit"`` (a real Mailpit the lab started) or ``"sandbox"``."""
+        return self.stack.mailbox.kind
+
+    @property
+    def is_mailpit(self) -> bool:
+        """True on a real Mailpit (external or started here)."""
+        return self.stack.mailbox.is_mailpit
+
+    @property
+    def smtp_host(self) -> str:
+        return self.stack.mailbox.smtp_host
+
+    @property
+    def smtp_port(self) -> int:
+        return self.stack.mailbox.smtp_port
+
+    @property
+    def api_url(self) -> str:
+        return self.stack.mailbox.api_url
+
+    @property
+    def web_ui(self) -> str | None:
+        """The URL of Mailpit's web inbox (None on the sandbox)."""
+        return self.stack.mailbox.web_ui
+
+    @property
+    def pop3(self) -> POP3Access | None:
+        return self.stack.mailbox.pop3
+
+    @property
+    def sandbox(self) -> Sandbox | None:
+        """The embedded sandbox object, when that is the mailbox (for its Python-side extensions)."""
+        return self.stack.mailbox.sandbox
+
+    @property
+    def note(self) -> str:
+        return "; ".join(self.stack.notes)
 
     def __repr__(self) -> str:
         return f"<Lab {self.kind}: SMTP {self.smtp_host}:{self.smtp_port}, API {shown_url(self.api_url)}>"
@@ -71,26 +100,28 @@ class Lab:
         It delivers over this lab's SMTP server and reads the mailbox through its REST API,
         the way a hosted provider sits in front of real mail servers.
         """
-        if self._provider is None:
-            from .provider.server import Provider
-
-            self._provider = Provider(self.api_url, self.smtp_host, self.smtp_port).start()
-        return self._provider
+        return self.stack.provider
 
     @property
     def xoauth2_smtp(self) -> tuple[str, int]:
         """An SMTP server that accepts the provider's OAuth tokens with AUTH XOAUTH2.
 
         The sandbox does; a real Mailpit does not (it knows PLAIN and LOGIN only), so in that
-        case a second sandbox, wired to the provider, is started beside it for the XOAUTH2 demo.
+        case a small sandbox, wired to the provider, is started beside it for the XOAUTH2 demo.
         """
-        if self.kind == "sandbox":
-            return self.smtp_host, self.smtp_port
-        if self._xoauth2_sandbox is None:
-            from .sandbox import Sandbox
+        return self.stack.xoauth2_smtp
 
-            self._xoauth2_sandbox = Sandbox(xoauth2=_check_xoauth2).start()
-        return self._xoauth2_sandbox.smtp_host, self._xoauth2_sandbox.smtp_port
+    @property
+    def xoauth2_mailpit(self) -> Mailpit:
+        """A REST client on the mailbox behind `xoauth2_smtp` (closed by `close()`)."""
+        url = self.stack.xoauth2_api_url
+        if url == self.api_url:
+            return self.mailpit
+        client = Mailpit(url)
+        self._clients.append(client)
+        return client
+
+    # ------------------------------------------------------------------ using it
 
     def tap(self, protocol: Literal["smtp", "http", "pop3"] = "smtp", *, rtt: float = 0.0,
             block: Literal["refuse", "stall"] | None = None) -> Wiretap:
@@ -111,113 +142,60 @@ class Lab:
         return tap
 
     async def send(self, message: EmailMessage, **options: Any) -> SendResult:
-        """Send `message` to this lab's SMTP server (options as for `emailkit.smtp.Connection`)."""
+        """Send `message` to this lab's SMTP server (options as for `emailkit.smtp.send`)."""
         return await send(message, host=self.smtp_host, port=self.smtp_port, **options)
 
+    def summary(self) -> str:
+        """One line: which mailbox is in use, its version, and where its web UI is."""
+        box = self.stack.mailbox
+        web = f"web UI {box.web_ui}" if box.web_ui else "no web UI (real Mailpit has one: 'make mailpit')"
+        return f"Mailbox: {box.label} · version {box.version} · SMTP {box.smtp_host}:{box.smtp_port} · {web}"
+
     def describe(self) -> pd.DataFrame:
-        """A table of what is in use: which Mailpit, where SMTP and the API listen."""
+        """A table of what is in use: which mailbox and version, where SMTP, the API and the web UI are."""
         import pandas as pd
 
-        info = self.mailpit.info()
-        rows = [
-            ("mailbox", "real Mailpit" if self.kind == "mailpit" else "embedded sandbox (Mailpit stand-in)"),
-            ("version", info.get("Version", "")),
-            ("SMTP", f"{self.smtp_host}:{self.smtp_port}"),
-            ("REST API", shown_url(self.api_url)),
-            ("POP3", f"{self.pop3.host}:{self.pop3.port}" if self.pop3 else "not served"),
-            ("messages stored", info.get("Messages", 0)),
-        ]
-        if self._provider is not None:
-            rows.append(("provider (REST API)", self._provider.url))
-        if self.note:
-            rows.append(("note", self.note))
+        rows = self.stack.describe_rows()
+        rows.insert(5, ("messages stored", str(self.mailpit.info().get("Messages", 0))))
         return pd.DataFrame(rows, columns=["what", "value"]).set_index("what")
 
     def close(self) -> None:
-        """Stop what `connect()` started (taps, sandbox); a real Mailpit is left running."""
+        """Stop what `connect()` started (taps, provider, a Mailpit process or sandbox); an external Mailpit is left running."""
         global _lab
         for tap in self._taps:
             tap.close()
         self._taps.clear()
-        if self._provider is not None:
-            self._provider.close()
-            self._provider = None
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
         self.mailpit.close()
-        for sandbox in (self._xoauth2_sandbox, self.sandbox):
-            if sandbox is not None:
-                sandbox.close()
-        self._xoauth2_sandbox = self.sandbox = None
+        self.stack.close()
         if _lab is self:
             _lab = None
 
 
 _lab: Lab | None = None
 
-# The POP3 login docker-compose.yml gives Mailpit (MP_POP3_AUTH); a local test mailbox, not a secret.
-_MAILPIT_POP3_AUTH = "workbook:workbook-local"
 
+def connect(*, fresh: bool = False, backend: str = "auto", provider_options: dict[str, Any] | None = None,
+            **mailbox_options: Any) -> Lab:
+    """Return the workbook's `Lab`, starting its mailbox server (and noting any fall-back on stderr).
 
-def _check_xoauth2(username: str, token: str) -> bool:
-    """The sandbox's XOAUTH2 check: the lab's provider decides (the sandbox never imports it)."""
-    provider = _lab._provider if _lab is not None else None
-    return provider is not None and provider.check_xoauth2(username, token)
-
-
-def _port_answers(host: str, port: int, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _real_mailpit(url: str) -> Lab | str:
-    """A Lab on the Mailpit at `url`, or the reason it cannot be used."""
-    parts = urlsplit(url)
-    smtp = os.environ.get("MAILPIT_SMTP") or f"{parts.hostname or '127.0.0.1'}:1025"
-    host, _, port = smtp.rpartition(":")
-    client = Mailpit(url, timeout=2.0)
-    try:
-        client.info()
-    except MailpitError as exc:
-        client.close()
-        return f"MAILPIT_URL={shown_url(url)} did not answer ({exc.message})"
-    if not port.isdigit() or not _port_answers(host, int(port)):
-        client.close()
-        return (f"Mailpit's API answers at {shown_url(url)}, but its SMTP port {smtp} does not "
-                "(set MAILPIT_SMTP=host:port)")
-    pop3 = None
-    pop3_host, _, pop3_port = (os.environ.get("MAILPIT_POP3") or f"{host}:1110").rpartition(":")
-    user, _, password = os.environ.get("MAILPIT_POP3_AUTH", _MAILPIT_POP3_AUTH).partition(":")
-    if pop3_port.isdigit() and _port_answers(pop3_host, int(pop3_port)):
-        pop3 = POP3Access(pop3_host, int(pop3_port), user, password)
-    return Lab("mailpit", host, int(port), url.rstrip("/"), client, pop3=pop3)
-
-
-def connect(*, fresh: bool = False) -> Lab:
-    """Return the workbook's `Lab`, starting the embedded sandbox when no Mailpit answers."""
+    `backend` (or `EMAILKIT_MAILBOX`) forces ``"external"``, ``"mailpit"`` or ``"sandbox"``;
+    `mailbox_options` go to `emailkit.mailboxes.open_mailbox` (``starttls=True``, ``max_messages``,
+    ``max_recipients``, ``max_message_size_mb``, ...; an external Mailpit keeps its own settings),
+    `provider_options` to the provider (``rate_limit``, ``poll_interval``, ...). The options of the
+    first call win: a different choice than the running lab's needs ``fresh=True``.
+    """
     global _lab
     if _lab is not None and not fresh:
         return _lab
     if _lab is not None:
         _lab.close()
-    note = ""
-    url = os.environ.get("MAILPIT_URL", "").strip()
-    if url:
-        found = _real_mailpit(url)
-        if isinstance(found, Lab):
-            _lab = found
-            return _lab
-        note = f"{found}; using the embedded sandbox instead"
-        print(f"emailkit: {note}", file=sys.stderr)
-    from .sandbox import Sandbox
-
-    pop3_password = secrets.token_urlsafe(12)
-    sandbox = Sandbox(xoauth2=_check_xoauth2, pop3_auth={"workbook": pop3_password}).start()
-    assert sandbox.pop3_host is not None and sandbox.pop3_port is not None
-    _lab = Lab("sandbox", sandbox.smtp_host, sandbox.smtp_port, sandbox.api_url, Mailpit(sandbox.api_url),
-               sandbox=sandbox, note=note,
-               pop3=POP3Access(sandbox.pop3_host, sandbox.pop3_port, "workbook", pop3_password))
+    stack = Stack(backend, provider_options=provider_options, **mailbox_options).start()
+    for note in stack.notes:
+        print(f"emailkit: {note}; using the {stack.mailbox.label}", file=sys.stderr)
+    _lab = Lab(stack)
     return _lab
 
 

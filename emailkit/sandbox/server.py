@@ -29,6 +29,7 @@ from emailkit.sandbox.pop3_server import POP3Server, parse_credentials
 from emailkit.sandbox.smtp_server import SMTPServer, TokenChecker
 from emailkit.sandbox.store import Store
 from emailkit.serving import AsgiServer, parse_hostport, wait_for_signal
+from emailkit.tls import ServerCertificate
 
 __all__ = ["Sandbox", "add_arguments", "run", "sandbox_options"]
 
@@ -52,7 +53,7 @@ class Sandbox:
         max_messages: int = 500,
         max_message_size: int = 50 * 1024 * 1024,
         max_recipients: int = 100,
-        starttls: bool = True,
+        starttls: bool | ServerCertificate = False,
         xoauth2: TokenChecker | None = None,
         *,
         hostname: str | None = None,
@@ -213,7 +214,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--smtp-max-recipients", type=int, default=100, metavar="N", help="recipients per message (default 100)"
     )
-    parser.add_argument("--no-starttls", action="store_true", help="do not offer STARTTLS")
+    parser.add_argument("--starttls", action="store_true",
+                        help="offer STARTTLS, with a certificate from a lab CA written to .emailkit/lab-ca/ca.pem "
+                             "(off by default, as in Mailpit: clients with default options never meet a "
+                             "certificate they cannot verify)")
     parser.add_argument(
         "--pop3",
         default=None,
@@ -284,7 +288,7 @@ def sandbox_options(args: argparse.Namespace) -> dict[str, Any]:
         "max_messages": args.max,
         "max_message_size": args.max_message_size * 1024 * 1024,
         "max_recipients": args.smtp_max_recipients,
-        "starttls": not getattr(args, "no_starttls", False),
+        "starttls": _lab_certificate() if getattr(args, "starttls", False) else False,
     }
     for name, value in (("--max", args.max), ("--max-message-size", args.max_message_size)):
         if value < 0:
@@ -317,6 +321,15 @@ def sandbox_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _lab_certificate() -> ServerCertificate:
+    """A STARTTLS certificate from a new lab CA, whose certificate is exported for clients to trust."""
+    from emailkit.tls import LabCA
+
+    ca = LabCA()
+    ca.export(Path(".emailkit") / "lab-ca")
+    return ca.issue("localhost", "127.0.0.1")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run a sandbox until Ctrl-C or SIGTERM; print where it listens. Returns the exit code."""
     try:
@@ -337,6 +350,9 @@ def run(args: argparse.Namespace) -> int:
         if sandbox.chaos.enabled:
             print(f"Chaos    {sandbox.api_url}/api/v1/chaos {sandbox.chaos.to_json()}", flush=True)
         print(f"Database {sandbox.store.path if sandbox.store else '-'}", flush=True)
+        if isinstance(sandbox.starttls, ServerCertificate) and sandbox.starttls.ca.file is not None:
+            env = " ".join(f"{k}={v}" for k, v in sandbox.starttls.ca.client_env().items())
+            print(f"STARTTLS with the lab CA {sandbox.starttls.ca.file} (for clients: {env})", flush=True)
         print("Ctrl-C to stop", flush=True)
         wait_for_signal()
     finally:

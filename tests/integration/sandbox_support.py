@@ -6,13 +6,14 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from emailkit.mailboxes import Mailbox
 from emailkit.sandbox import Sandbox
 
 
 class Wire:
     """A bare SMTP client on a socket: send a line, read the (multi-line) reply as text."""
 
-    def __init__(self, box: Sandbox) -> None:
+    def __init__(self, box: Mailbox | Sandbox) -> None:
         self.sock = socket.create_connection((box.smtp_host, box.smtp_port), timeout=10)
         self.file = self.sock.makefile("rb")
         self.greeting = self.reply()
@@ -35,9 +36,10 @@ class Wire:
 
 
 @contextmanager
-def wire(box: Sandbox) -> Iterator[Wire]:
+def wire(box: Mailbox | Sandbox) -> Iterator[Wire]:
     w = Wire(box)
     try:
         yield w
     finally:
         w.close()
+

@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from emailkit.mailboxes import Mailbox
 from emailkit.errors import MailpitError, MailpitNotFound, MailpitTimeout, MailpitUnreachable
 from emailkit.mailpit import AsyncMailpit, Mailpit
 from emailkit.message import compose
@@ -28,7 +29,7 @@ def _deliver(box: Sandbox, subject: str, to: str = "bob@example.com") -> str:
     return result.queued_as
 
 
-def test_typed_results_and_read_state(mailbox: Sandbox) -> None:
+def test_typed_results_and_read_state(mailbox: Mailbox) -> None:
     first = _deliver(mailbox, "one")
     _deliver(mailbox, "two")
     with Mailpit(mailbox.api_url) as mp:
@@ -45,7 +46,7 @@ def test_typed_results_and_read_state(mailbox: Sandbox) -> None:
         assert list(mp.messages().to_dataframe().columns)[:3] == ["id", "created", "from"]
 
 
-def test_wait_for_search_send_set_read_and_delete(mailbox: Sandbox) -> None:
+def test_wait_for_search_send_set_read_and_delete(mailbox: Mailbox) -> None:
     with Mailpit(mailbox.api_url) as mp:
         new_id = mp.send({"From": {"Email": "ann@example.com"}, "To": [{"Email": "bob@example.com"}],
                           "Subject": "via api", "Text": "x"})
@@ -60,7 +61,7 @@ def test_wait_for_search_send_set_read_and_delete(mailbox: Sandbox) -> None:
         assert mp.messages().total == 0
 
 
-def test_errors_say_what_to_do(mailbox: Sandbox) -> None:
+def test_errors_say_what_to_do(mailbox: Mailbox) -> None:
     with Mailpit(mailbox.api_url) as mp:
         with pytest.raises(MailpitNotFound) as missing:
             mp.message("nope")
@@ -108,7 +109,7 @@ def test_another_web_server_is_told_apart_from_mailpit() -> None:
         server.shutdown()
 
 
-async def test_the_async_twin_answers_the_same(mailbox: Sandbox) -> None:
+async def test_the_async_twin_answers_the_same(mailbox: Mailbox) -> None:
     _deliver(mailbox, "async one")
     async with AsyncMailpit(mailbox.api_url) as mp:
         assert (await mp.messages()).total == 1

@@ -61,7 +61,7 @@ def test_a_hashed_password_file_is_refused(tmp_path: Path, capsys: pytest.Captur
 def test_the_cli_serves_pop3_from_mp_pop3_auth_and_chaos_triggers(tmp_path: Path) -> None:
     env = {**os.environ, "MP_POP3_AUTH": "alice:s3cret bob:b0b", "MP_CHAOS_TRIGGERS": "Recipient:550:100"}
     command = [sys.executable, "-m", "emailkit.sandbox", "--smtp", "127.0.0.1:0", "--listen", "127.0.0.1:0",
-               "--pop3", "127.0.0.1:0", "--no-starttls"]
+               "--pop3", "127.0.0.1:0"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         assert process.stdout is not None

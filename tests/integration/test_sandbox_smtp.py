@@ -14,6 +14,7 @@ import aiosmtplib
 import httpx
 import pytest
 
+from emailkit.mailboxes import Mailbox
 from emailkit.sandbox import Sandbox
 from sandbox_support import wire
 
@@ -51,7 +52,7 @@ SIMPLE = b"From: Ann <ann@example.com>\r\nTo: bob@example.com\r\nSubject: hello\
 
 
 def test_greeting_ehlo_and_closing_lines_are_mailpits(sandbox_factory: Callable[..., Sandbox]) -> None:
-    box = sandbox_factory(hostname="localhost")
+    box = sandbox_factory(hostname="localhost", starttls=True)
     with wire(box) as w:
         assert w.greeting == "220 localhost Mailpit ESMTP Service ready"
         assert w.send("EHLO client.example").split("\n") == [
@@ -72,7 +73,7 @@ def test_greeting_ehlo_and_closing_lines_are_mailpits(sandbox_factory: Callable[
         assert w.send("QUIT") == "221 2.0.0 localhost Mailpit ESMTP Service closing transmission channel"
 
 
-def test_data_reply_carries_the_database_id_and_the_message_is_already_stored(mailbox: Sandbox) -> None:
+def test_data_reply_carries_the_database_id_and_the_message_is_already_stored(mailbox: Mailbox) -> None:
     code, reply = smtp_send(mailbox, SIMPLE)
     assert code == 250
     message_id = queued_id(reply)
@@ -83,7 +84,7 @@ def test_data_reply_carries_the_database_id_and_the_message_is_already_stored(ma
     assert response.json()["Subject"] == "hello"
 
 
-def test_mailpit_additions_received_return_path_message_id_bcc(mailbox: Sandbox) -> None:
+def test_mailpit_additions_received_return_path_message_id_bcc(mailbox: Mailbox) -> None:
     data = b"From: Ann <ann@example.com>\r\nTo: bob@example.com\r\nCc: cat@example.com\r\nSubject: adds\r\n\r\nbody\r\n"
     _code, reply = smtp_send(
         mailbox,
@@ -116,7 +117,7 @@ def test_mailpit_additions_received_return_path_message_id_bcc(mailbox: Sandbox)
     assert message["ReturnPath"] == "bounces@example.com"
 
 
-def test_existing_message_id_and_bcc_are_kept(mailbox: Sandbox) -> None:
+def test_existing_message_id_and_bcc_are_kept(mailbox: Mailbox) -> None:
     data = (
         b"Message-ID: <own@example.com>\r\nFrom: ann@example.com\r\nTo: bob@example.com\r\n"
         b"Bcc: first@example.com\r\nSubject: keep\r\n\r\nx\r\n"
@@ -128,7 +129,7 @@ def test_existing_message_id_and_bcc_are_kept(mailbox: Sandbox) -> None:
     assert messages(mailbox)[0]["MessageID"] == "own@example.com"
 
 
-def test_null_sender_is_accepted_for_bounces(mailbox: Sandbox) -> None:
+def test_null_sender_is_accepted_for_bounces(mailbox: Mailbox) -> None:
     with wire(mailbox) as w:
         w.send("EHLO client.example")
         assert w.send("MAIL FROM:<>") == "250 2.1.0 Ok"
@@ -141,7 +142,7 @@ def test_null_sender_is_accepted_for_bounces(mailbox: Sandbox) -> None:
     assert "Return-Path" not in raw  # as in Mailpit: an empty sender equals the (absent) header
 
 
-def test_tags_come_from_x_tags_and_plus_addresses(mailbox: Sandbox) -> None:
+def test_tags_come_from_x_tags_and_plus_addresses(mailbox: Mailbox) -> None:
     data = (
         b"From: ann+Sales@example.com\r\nTo: bob+alpha+beta@example.com\r\nX-Tags: Urgent, q3 report, bad/tag!\r\n"
         b"Subject: tagged\r\n\r\nx\r\n"
@@ -159,7 +160,7 @@ def test_tags_come_from_x_tags_and_plus_addresses(mailbox: Sandbox) -> None:
     ]
 
 
-def test_one_reused_connection_carries_many_messages(mailbox: Sandbox) -> None:
+def test_one_reused_connection_carries_many_messages(mailbox: Mailbox) -> None:
     async def run() -> list[str]:
         replies = []
         async with aiosmtplib.SMTP(hostname=mailbox.smtp_host, port=mailbox.smtp_port, start_tls=False) as smtp:
@@ -184,7 +185,7 @@ def test_one_reused_connection_carries_many_messages(mailbox: Sandbox) -> None:
 # --------------------------------------------------------------------------- AUTH
 
 
-def test_auth_plain_accepts_any_credentials_without_tls_and_stores_the_user(mailbox: Sandbox) -> None:
+def test_auth_plain_accepts_any_credentials_without_tls_and_stores_the_user(mailbox: Mailbox) -> None:
     with smtplib.SMTP(mailbox.smtp_host, mailbox.smtp_port, timeout=10) as smtp:
         code, text = smtp.login("alice@example.com", "anything at all")
         assert (code, text) == (235, b"2.7.0 Authentication successful")
@@ -192,7 +193,7 @@ def test_auth_plain_accepts_any_credentials_without_tls_and_stores_the_user(mail
     assert messages(mailbox)[0]["Username"] == "alice@example.com"
 
 
-def test_auth_login_uses_mailpits_prompts(mailbox: Sandbox) -> None:
+def test_auth_login_uses_mailpits_prompts(mailbox: Mailbox) -> None:
     with wire(mailbox) as w:
         w.send("EHLO client.example")
         assert w.send("AUTH LOGIN") == "334 " + base64.b64encode(b"Username:").decode()
@@ -206,7 +207,7 @@ def test_auth_login_uses_mailpits_prompts(mailbox: Sandbox) -> None:
     assert messages(mailbox)[0]["Username"] == "bob"
 
 
-def test_auth_is_optional(mailbox: Sandbox) -> None:
+def test_auth_is_optional(mailbox: Mailbox) -> None:
     code, _ = smtp_send(mailbox, SIMPLE)
     assert code == 250
     assert messages(mailbox)[0]["Username"] == ""
@@ -215,10 +216,10 @@ def test_auth_is_optional(mailbox: Sandbox) -> None:
 # --------------------------------------------------------------------------- STARTTLS
 
 
-async def test_starttls_with_the_generated_certificate(mailbox: Sandbox) -> None:
-    assert mailbox.ca_pem and mailbox.ca_pem.startswith(b"-----BEGIN CERTIFICATE-----")
+async def test_starttls_with_the_generated_certificate(mailbox: Mailbox) -> None:
+    assert mailbox.ca is not None and mailbox.ca.pem.startswith(b"-----BEGIN CERTIFICATE-----")
     async with aiosmtplib.SMTP(
-        hostname=mailbox.smtp_host, port=mailbox.smtp_port, start_tls=True, tls_context=mailbox.client_tls_context()
+        hostname=mailbox.smtp_host, port=mailbox.smtp_port, start_tls=True, tls_context=mailbox.ca.client_context()
     ) as smtp:
         await smtp.ehlo()
         assert smtp.get_transport_info("sslcontext") is not None
@@ -232,8 +233,8 @@ async def test_starttls_with_the_generated_certificate(mailbox: Sandbox) -> None
     assert messages(mailbox)[0]["Username"] == "tls-user"
 
 
-def test_starttls_can_be_switched_off(sandbox_factory: Callable[..., Sandbox]) -> None:
-    box = sandbox_factory(starttls=False)
+def test_starttls_is_off_unless_asked_as_in_mailpit(sandbox_factory: Callable[..., Sandbox]) -> None:
+    box = sandbox_factory()
     assert box.ca_pem is None
     with wire(box) as w:
         assert "STARTTLS" not in w.send("EHLO client.example")
@@ -307,7 +308,7 @@ def test_xoauth2_accepts_a_jwt_sized_token(sandbox_factory: Callable[..., Sandbo
     assert checker.calls == [("dan@example.com", token)]
 
 
-def test_xoauth2_is_not_offered_without_a_checker(mailbox: Sandbox) -> None:
+def test_xoauth2_is_not_offered_without_a_checker(mailbox: Mailbox) -> None:
     initial = base64.b64encode(b"user=u@example.com\x01auth=Bearer t\x01\x01").decode()
     with wire(mailbox) as w:
         assert "XOAUTH2" not in w.send("EHLO client.example")
