@@ -19,12 +19,17 @@ refuses, naming where in the document the problem is:
   be written as UTF-8 into a message or a database.
 
 The walk over the parsed value is iterative (a stack), so it never recurses either.
+
+`JSONBodyLimits` is the same check as ASGI middleware, for an app that parses its bodies itself
+(FastAPI): it caps the body's size and runs `read_json` before the app sees the body, and answers
+a refusal in the app's own error shape (a callable the app passes in).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 __all__ = [
@@ -44,6 +49,7 @@ __all__ = [
     "SMTP_IDLE_SECONDS",
     "SMTP_SESSION_SECONDS",
     "TZ_MAX_LENGTH",
+    "JSONBodyLimits",
     "JSONLimitError",
     "read_json",
 ]
@@ -161,3 +167,83 @@ def read_json(body: bytes | str, *, max_depth: int = JSON_MAX_DEPTH) -> Any:
             else:
                 stack.extend((child, _path(field, i), depth + 1) for i, child in enumerate(item))
     return value
+
+
+#: ``(scope, status, field, message) -> (body, content type)``: a refusal in the app's own shape.
+Refusal = Callable[[dict[str, Any], int, str, str], tuple[bytes, bytes]]
+
+
+def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            media = value.split(b";")[0].strip().lower()
+            return media == b"application/json" or media.endswith(b"+json")
+    return False
+
+
+class JSONBodyLimits:
+    """ASGI middleware: a body larger than `max_bytes(path)` is a 413, a JSON body past the limits a 400.
+
+    Both answers come from `refuse`, so they have the app's error shape; anything else (a JSON
+    syntax error included) reaches the app as sent, which reports it its own way.
+    """
+
+    def __init__(self, app: Any, *, refuse: Refusal, max_bytes: Callable[[str], int] = lambda path: BODY_MAX_BYTES,
+                 ) -> None:
+        self.app = app
+        self.refuse = refuse
+        self.max_bytes = max_bytes
+
+    async def _answer(self, send: Callable[[dict[str, Any]], Awaitable[None]], scope: dict[str, Any], status: int,
+                      field: str, message: str) -> None:
+        body, content_type = self.refuse(scope, status, field, message)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes(scope["path"])
+        too_big = (f"the request body is larger than {limit} bytes; send at most {limit} bytes "
+                   "(attachments count base64-encoded), or split the request")
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await self._answer(send, scope, 413, "body", too_big)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self._answer(send, scope, 413, "body", too_big)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if body.strip() and _is_json(scope.get("headers", [])):
+            try:
+                read_json(body)
+            except JSONLimitError as exc:
+                field = exc.field or "body"
+                await self._answer(send, scope, 400, field, f"{field}: {exc.problem}; {exc.fix}")
+                return
+            except ValueError:  # a syntax error or a body that is not UTF-8: the app's own message says it
+                pass
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

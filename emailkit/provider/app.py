@@ -25,6 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emailkit.errors import InvalidInput
+from emailkit.limits import BODY_MAX_BYTES, QUERY_MAX_LENGTH, SEARCH_MAX_TERMS, SEND_BODY_MAX_BYTES, JSONBodyLimits
 from emailkit.provider.errors import ProviderError, error_responses, install_error_handlers, request_id_of
 from emailkit.provider.faults import Faults
 from emailkit.provider.models import (
@@ -78,6 +79,10 @@ def _token(credentials: HTTPAuthorizationCredentials | None, request: Request) -
 
 
 def _csv(values: list[str] | None, field: str) -> tuple[str, ...]:
+    length = sum(len(value) for value in values or [])
+    if length > QUERY_MAX_LENGTH:  # emailkit.limits: the same as the sandbox's search
+        raise ProviderError(400, "invalid_request_error", f"{field}: {length} characters; at most "
+                            f"{QUERY_MAX_LENGTH}: split the query", field=field)
     out: list[str] = []
     for value in values or []:
         for part in value.split(","):
@@ -88,7 +93,24 @@ def _csv(values: list[str] | None, field: str) -> tuple[str, ...]:
                 except InvalidInput as exc:
                     raise ProviderError(400, "invalid_request_error", f"{field}: {exc.problem}; {exc.fix}",
                                         field=field) from None
+    if len(out) > SEARCH_MAX_TERMS:
+        raise ProviderError(400, "invalid_request_error", f"{field}: {len(out)} addresses; at most "
+                            f"{SEARCH_MAX_TERMS} per filter (the sandbox's search-term limit): split the query",
+                            field=field)
     return tuple(out)
+
+
+def _limit_refusal(scope: dict[str, Any], status: int, field: str, message: str) -> tuple[bytes, bytes]:
+    """emailkit.limits.JSONBodyLimits' answer: RFC 6749's shape on the OAuth endpoints, else the envelope."""
+    if scope["path"].startswith("/v3/connect/"):
+        return _json({"error": "invalid_request", "error_description": message}), b"application/json"
+    rid = scope.get("state", {}).get("request_id") or str(uuid.uuid4())
+    error = {"type": "invalid_request_error", "message": message, "field": field}
+    return _json({"request_id": rid, "error": error}), b"application/json"
+
+
+def _body_limit(path: str) -> int:
+    return SEND_BODY_MAX_BYTES if path.endswith(("/messages/send", "/messages/send-batch")) else BODY_MAX_BYTES
 
 
 def _include_headers(fields: str | None) -> bool:
@@ -218,6 +240,8 @@ def create_app(service: Service, *, oauth_router: APIRouter | None = None, title
     app.state.service = service
     install_error_handlers(app)
 
+    # Every JSON body is checked against emailkit.limits before a route parses it.
+    app.add_middleware(JSONBodyLimits, refuse=_limit_refusal, max_bytes=_body_limit)
     app.add_middleware(_RequestIds)
 
     if oauth_router is not None:

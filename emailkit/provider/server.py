@@ -36,7 +36,7 @@ from emailkit.provider.webhooks import Dispatcher
 from emailkit.serving import AsgiServer, parse_hostport, wait_for_signal
 from emailkit.wiretap import Transcript
 
-__all__ = ["Provider", "add_arguments", "announce_api_key", "run"]
+__all__ = ["Provider", "add_arguments", "announce_api_key", "api_key_from_file", "run"]
 
 
 class Provider:
@@ -75,6 +75,8 @@ class Provider:
         self.max_recipients = max_recipients
         self.webhook_attempts, self.webhook_wait_initial = webhook_attempts, webhook_wait_initial
         self._faults = Faults()
+        if self.database is not None and self.database != ":memory:":
+            _create_private(self.database)  # it holds webhook secrets and token hashes
         self.store = Store(self.database)
         self.oauth = OAuth(self.database, self.store, access_token_ttl=access_token_ttl)
         self.service: Service | None = None
@@ -236,17 +238,51 @@ class Provider:
 # --------------------------------------------------------------------------- CLI
 
 
+def _create_private(path: str | os.PathLike[str]) -> bool:
+    """Create `path` readable by its owner only (mode 0600), unless it exists; True when it was created.
+
+    SQLite gives a database's -wal and -shm files the mode of the database file.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return False
+    return True
+
+
+def api_key_from_file(key_file: str | os.PathLike[str]) -> str:
+    """The API key kept in `key_file`, shared by every provider started in this folder.
+
+    Read when the file exists (``emailkit up`` and ``emailkit provider`` then use the same key);
+    else a new random key is written there, mode 0600, with O_EXCL so that two providers starting
+    at once never overwrite each other's key (the second one reads the first one's).
+    """
+    path = Path(key_file)
+    if _create_private(path):
+        key = secrets.token_urlsafe(32)
+        path.write_text(key + "\n", encoding="ascii")
+        return key
+    key = path.read_text(encoding="ascii").strip()
+    if not key:
+        raise InvalidInput("--api-key-file", f"{path} is empty", fix="delete it, and a new key is written there")
+    return key
+
+
 def announce_api_key(provider: Provider, *, given: bool, key_file: str) -> str:
-    """The line to print about the API key. A key it made up goes to `key_file` (mode 0600), never to
-    the output, so it stays out of terminal scroll-back and container logs."""
+    """The line to print about the API key (never the key: it stays out of scroll-back and logs).
+
+    A key not given is the one `api_key_from_file(key_file)` returned; a file holding another key
+    is never overwritten.
+    """
     if given:
         return "API key   as given (--api-key / $EMAILKIT_PROVIDER_API_KEY)"
     path = Path(key_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(provider.api_key + "\n")
-    os.chmod(path, 0o600)
+    if _create_private(path):
+        path.write_text(provider.api_key + "\n", encoding="ascii")
+    elif path.read_text(encoding="ascii").strip() != provider.api_key:
+        return (f"API key   not written: {path} holds another provider's key (kept); set "
+                "$EMAILKIT_PROVIDER_API_KEY, or start with api_key_from_file()")
     return f"API key   in {path} (readable by you only; set $EMAILKIT_PROVIDER_API_KEY to choose one)"
 
 
@@ -275,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"emailkit provider: {exc}", file=sys.stderr)
         return 2
     provider = Provider(args.mailpit, smtp_host, smtp_port, listen=listen, database=args.database,
-                        api_key=args.api_key)
+                        api_key=args.api_key or api_key_from_file(args.api_key_file))
     try:
         provider.start()
     except OSError as exc:
