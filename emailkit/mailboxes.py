@@ -373,6 +373,8 @@ def open_mailbox(backend: Backend | str = "auto", *, url: str | None = None, bin
         from .tls import LabCA
 
         ca = LabCA()
+    if starttls and ca is not None and ca.file is None:
+        ca.export(tempfile.mkdtemp(prefix="emailkit-ca-"))  # a file clients can be pointed at (public, no key)
     if chosen in ("auto", "mailpit"):
         path = Path(binary) if binary else find_mailpit()
         if path is not None:

@@ -1,4 +1,5 @@
-"""The `emailkit` command: `up` serves the sandbox and the provider wired together; `run` executes notebooks."""
+"""The `emailkit` command: `up` serves a mailbox (sandbox or real Mailpit) and the provider wired together;
+`run` executes notebooks."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from pathlib import Path
 
 import httpx
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from emailkit.message import compose
 from emailkit.smtp import send_sync
+from support import need_mailpit
 
 
 def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
@@ -33,11 +36,19 @@ def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
     raise AssertionError(f"`emailkit {' '.join(args)}` ended before it was ready: {seen}")
 
 
-def test_up_serves_sandbox_and_provider_wired_together(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sandbox", "mailpit"])
+def test_up_serves_a_mailbox_and_the_provider_wired_together(tmp_path: Path, backend: str) -> None:
+    if backend == "mailpit":
+        need_mailpit()
     key_file = tmp_path / "key"
-    proc, seen = _start("up", "--smtp", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--provider", "127.0.0.1:0",
-                        "--api-key-file", str(key_file))
+    proc, seen = _start("up", "--backend", backend, "--smtp", "127.0.0.1:0", "--listen", "127.0.0.1:0",
+                        "--pop3", "127.0.0.1:0", "--provider", "127.0.0.1:0", "--api-key-file", str(key_file))
     try:
+        assert seen["Mailbox"].startswith("real Mailpit" if backend == "mailpit" else "embedded sandbox")
+        if backend == "mailpit":  # its web inbox, served where the REST API is
+            assert seen["Web"].startswith("UI") and httpx.get(seen["Web"].split()[-1]).status_code == 200
+        else:
+            assert "XOAUTH2: provider tokens" in seen["SMTP"]
         smtp_host, smtp_port = seen["SMTP"].split()[0].rsplit(":", 1)
         mailpit = seen["Mailpit"].removesuffix("/api/v1/")
         provider = seen["Provider"].split()[0]

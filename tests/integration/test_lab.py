@@ -1,26 +1,39 @@
-"""`lab.connect()`: a real Mailpit when MAILPIT_URL answers, the embedded sandbox otherwise.
+"""`lab.connect()`: which mailbox it finds or starts, in order, and what the lab gives a notebook.
 
-"A real Mailpit" is played by a second sandbox reached only through its URL and ports, exactly
-as a Mailpit in Docker would be (the sandbox answers with Mailpit's JSON).
+Order: `MAILPIT_URL` (an external Mailpit), else a real Mailpit binary (`MAILPIT_BIN`, the project's
+`.tools/bin/mailpit`, PATH) started on free ports, else the embedded sandbox; `EMAILKIT_MAILBOX`
+forces one. "External" here is a real Mailpit process started by the test and reached only by URL.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import poplib
+import shutil
+import smtplib
 import socket
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
 import emailkit
+from emailkit import mailboxes
+from emailkit.errors import EmailkitError, InvalidInput, MailpitError
 from emailkit.lab import connect
+from emailkit.mailboxes import MailpitProcess, find_mailpit, free_port
 from emailkit.message import compose
-from emailkit.sandbox import Sandbox
+from support import need_mailpit
+
+NODE_DIR = Path(__file__).resolve().parents[1] / "differential" / "node"
 
 
 @pytest.fixture()
 def fresh_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("MAILPIT_URL", "MAILPIT_SMTP", "MAILPIT_POP3", "MAILPIT_POP3_AUTH"):
+    for name in ("MAILPIT_URL", "MAILPIT_SMTP", "MAILPIT_POP3", "MAILPIT_POP3_AUTH", "MAILPIT_BIN", "EMAILKIT_MAILBOX"):
         monkeypatch.delenv(name, raising=False)
     if emailkit.lab._lab is not None:
         emailkit.lab._lab.close()
@@ -29,69 +42,153 @@ def fresh_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         emailkit.lab._lab.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _closed(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return True
+    return False
 
 
-async def test_without_mailpit_url_it_starts_the_sandbox_once(fresh_env: None) -> None:
+async def test_forced_sandbox_starts_once_and_serves_smtp_rest_and_pop3(fresh_env: None,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMAILKIT_MAILBOX", "sandbox")
     lab = connect()
-    assert lab.kind == "sandbox" and lab is connect()
+    assert lab.kind == "sandbox" and lab is connect() and lab.web_ui is None
     result = await lab.send(compose(sender="a@example.com", to=["b@example.com"], subject="first", text="x"))
     assert lab.mailpit.wait_for("subject:first")[0].id == result.queued_as
     assert lab.describe().loc["mailbox", "value"].startswith("embedded sandbox")
-    # POP3 is served with per-lab credentials, and the same mailbox answers.
+    assert "no web UI" in lab.summary()
+    assert lab.pop3 is not None
     pop = poplib.POP3(lab.pop3.host, lab.pop3.port, timeout=5)
     pop.user(lab.pop3.user)
     pop.pass_(lab.pop3.password)
     assert pop.stat()[0] == 1
     pop.quit()
-    assert lab.pop3.password not in repr(lab.pop3)
+    assert lab.pop3.password not in repr(lab.pop3) and lab.pop3.password not in lab.describe().to_string()
     smtp_port = lab.smtp_port
     lab.close()
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", smtp_port), timeout=1).close()
+    assert _closed(smtp_port)
 
 
-async def test_a_mailpit_that_answers_is_used(fresh_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    with Sandbox(pop3_auth={"workbook": "workbook-local"}) as mailpit:
-        monkeypatch.setenv("MAILPIT_URL", mailpit.api_url)
-        monkeypatch.setenv("MAILPIT_SMTP", f"{mailpit.smtp_host}:{mailpit.smtp_port}")
-        monkeypatch.setenv("MAILPIT_POP3", f"{mailpit.pop3_host}:{mailpit.pop3_port}")
-        lab = connect()
-        assert lab.kind == "mailpit" and lab.sandbox is None
-        assert (lab.smtp_host, lab.smtp_port) == (mailpit.smtp_host, mailpit.smtp_port)
-        assert lab.pop3 is not None and lab.pop3.user == "workbook"
-        await lab.send(compose(sender="a@example.com", to=["b@example.com"], subject="to mailpit", text="x"))
-        assert lab.mailpit.wait_for("subject:mailpit")
-        # Mailpit has no XOAUTH2: the OAuth demo gets a second sandbox, wired to the provider.
-        host, port = lab.xoauth2_smtp
-        assert (host, port) != (mailpit.smtp_host, mailpit.smtp_port)
-        lab.close()
-        # Closing the lab leaves a real Mailpit running.
-        assert socket.create_connection((mailpit.smtp_host, mailpit.smtp_port), timeout=1)
+async def test_with_a_binary_at_hand_it_starts_real_mailpit_with_its_web_ui(fresh_env: None) -> None:
+    need_mailpit()
+    lab = connect()
+    assert lab.kind == "mailpit" and lab.is_mailpit and lab.sandbox is None
+    info = lab.mailpit.info()
+    assert info["Version"] == mailboxes.MAILPIT_VERSION
+    described = lab.describe()["value"]
+    assert described["version"] == mailboxes.MAILPIT_VERSION and described["web UI"] == lab.web_ui
+    assert lab.web_ui in lab.summary()
+    # The web inbox works: the page and its bundle (built by `make mailpit` from the module's sources).
+    page = httpx.get(lab.web_ui)
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    bundle = httpx.get(lab.web_ui + "dist/app.js")
+    assert bundle.status_code == 200 and len(bundle.content) > 100_000
+    # What the notebooks need: Chaos, POP3 with the lab's login, AUTH accepted.
+    assert set(lab.mailpit.chaos()) == {"Sender", "Recipient", "Authentication"}
+    await lab.send(compose(sender="a@example.com", to=["b@example.com"], subject="authed", text="x"),
+                   username="anyone", password="anything")
+    assert lab.mailpit.wait_for("subject:authed")
+    assert lab.pop3 is not None
+    pop = poplib.POP3(lab.pop3.host, lab.pop3.port, timeout=5)
+    pop.user(lab.pop3.user)
+    pop.pass_(lab.pop3.password)
+    assert pop.stat()[0] == 1
+    pop.quit()
+    api_port, smtp_port = int(lab.api_url.rsplit(":", 1)[1]), lab.smtp_port
+    lab.close()
+    assert _closed(api_port) and _closed(smtp_port)  # the lab's Mailpit process is stopped with it
 
 
-def test_a_mailpit_url_that_does_not_answer_falls_back_with_a_note(
-    fresh_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_mailpit_on_path_is_found_without_setting_anything(fresh_env: None, monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    need_mailpit()
+    binary = find_mailpit()
+    assert binary is not None
+    (tmp_path / "bin").mkdir()
+    os.symlink(binary.resolve(), tmp_path / "bin" / "mailpit")
+    monkeypatch.setattr(mailboxes, "PROJECT_ROOT", tmp_path / "elsewhere")  # no .tools/ here
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    assert find_mailpit() == tmp_path / "bin" / "mailpit"
+    lab = connect()
+    assert lab.kind == "mailpit"
+    lab.close()
+
+
+def test_without_any_mailpit_it_falls_back_to_the_sandbox_and_says_why(
+    fresh_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("MAILPIT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setattr(mailboxes, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("MAILPIT_URL", f"http://127.0.0.1:{free_port()}")
     lab = connect()
     assert lab.kind == "sandbox"
-    assert "did not answer" in lab.note and "embedded sandbox" in lab.note
+    assert "did not answer" in lab.note and "no Mailpit binary" in lab.note
     assert "did not answer" in capsys.readouterr().err
 
 
-def test_a_mailpit_api_without_its_smtp_port_is_not_used(fresh_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    with Sandbox() as mailpit:
-        monkeypatch.setenv("MAILPIT_URL", mailpit.api_url)
-        monkeypatch.setenv("MAILPIT_SMTP", f"127.0.0.1:{_free_port()}")
+def test_forced_choices_that_cannot_be_had_are_errors_naming_the_setting(
+    fresh_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("EMAILKIT_MAILBOX", "postfix")
+    with pytest.raises(InvalidInput, match="EMAILKIT_MAILBOX") as bad:
+        connect()
+    assert "sandbox" in bad.value.fix
+    monkeypatch.setenv("EMAILKIT_MAILBOX", "external")
+    with pytest.raises(InvalidInput, match="MAILPIT_URL"):
+        connect()
+    monkeypatch.setenv("MAILPIT_URL", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(MailpitError, match="did not answer"):
+        connect()
+    monkeypatch.setenv("EMAILKIT_MAILBOX", "mailpit")
+    monkeypatch.setenv("MAILPIT_BIN", str(tmp_path / "nothing-here"))
+    with pytest.raises(InvalidInput, match="MAILPIT_BIN"):
+        connect()
+    monkeypatch.delenv("MAILPIT_BIN")
+    monkeypatch.setattr(mailboxes, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(EmailkitError, match="no Mailpit binary") as missing:
+        connect()
+    assert "make mailpit" in missing.value.fix
+
+
+async def test_an_external_mailpit_is_used_and_left_running(fresh_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    need_mailpit()
+    binary = find_mailpit()
+    assert binary is not None
+    with MailpitProcess(binary, pop3_auth=("workbook", "workbook-local")) as outside:
+        monkeypatch.setenv("MAILPIT_URL", outside.api_url)
+        monkeypatch.setenv("MAILPIT_SMTP", f"127.0.0.1:{outside.smtp_port}")
+        monkeypatch.setenv("MAILPIT_POP3", f"127.0.0.1:{outside.pop3_port}")
         lab = connect()
-        assert lab.kind == "sandbox" and "MAILPIT_SMTP" in lab.note
+        assert lab.kind == "external" and lab.sandbox is None
+        assert lab.smtp_port == outside.smtp_port and lab.web_ui == outside.api_url + "/"
+        assert lab.pop3 is not None and lab.pop3.user == "workbook"
+        await lab.send(compose(sender="a@example.com", to=["b@example.com"], subject="to mailpit", text="x"))
+        assert lab.mailpit.wait_for("subject:mailpit")
+        # Mailpit has no XOAUTH2: the OAuth demo gets a small sandbox beside it, wired to the provider.
+        host, port = lab.xoauth2_smtp
+        assert (host, port) != ("127.0.0.1", outside.smtp_port)
+        lab.close()
+        assert not _closed(outside.smtp_port)  # closing the lab leaves an external Mailpit running
 
 
-async def test_the_provider_starts_on_first_use_and_its_tokens_work_on_smtp(fresh_env: None) -> None:
+def test_a_mailpit_api_without_its_smtp_port_is_not_used(fresh_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    need_mailpit()
+    binary = find_mailpit()
+    assert binary is not None
+    with MailpitProcess(binary) as outside:
+        monkeypatch.setenv("MAILPIT_URL", outside.api_url)
+        monkeypatch.setenv("MAILPIT_SMTP", f"127.0.0.1:{free_port()}")
+        monkeypatch.setenv("EMAILKIT_MAILBOX", "auto")
+        lab = connect()
+        assert lab.kind != "external" and "MAILPIT_SMTP" in lab.note
+
+
+async def test_the_provider_starts_on_first_use_and_its_tokens_work_on_smtp(fresh_env: None,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMAILKIT_MAILBOX", "sandbox")
     lab = connect()
     provider = lab.provider
     assert provider is lab.provider and "provider (REST API)" in lab.describe().index
@@ -103,3 +200,52 @@ async def test_the_provider_starts_on_first_use_and_its_tokens_work_on_smtp(fres
                                  host=lab.smtp_host, port=lab.smtp_port, username="ann@example.com",
                                  oauth_token="not-a-token")
     assert info.value.code == 535
+
+
+# --------------------------------------------------------------------------- default client options
+
+
+def _nodemailer(host: str, port: int, env: dict[str, str] | None = None) -> dict[str, object]:
+    """Send one message with Nodemailer's default options (host and port only); its result as JSON."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.fail("Node.js and npm are needed to try Nodemailer's defaults against the lab")
+    if not (NODE_DIR / "node_modules" / "nodemailer").is_dir():
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, capture_output=True,
+                       timeout=300)
+    message = {"from": "app@example.com", "to": "user@example.com", "subject": "from nodemailer", "text": "hi"}
+    out = subprocess.run([node, "send.mjs"], cwd=NODE_DIR, input=json.dumps(
+        {"message": message, "targets": [{"host": host, "port": port}]}), capture_output=True, text=True,
+        timeout=60, env={**os.environ, **(env or {})}, check=True)
+    return dict(json.loads(out.stdout)[0])
+
+
+@pytest.mark.parametrize("backend", ["sandbox", "mailpit"])
+def test_mail_libraries_with_default_options_get_mail_through(fresh_env: None, backend: str) -> None:
+    if backend == "mailpit":
+        need_mailpit()
+    lab = connect(backend=backend)
+    assert _nodemailer(lab.smtp_host, lab.smtp_port)["ok"]
+    with smtplib.SMTP(lab.smtp_host, lab.smtp_port, timeout=10) as smtp:
+        smtp.sendmail("app@example.com", ["user@example.com"], b"Subject: from smtplib\r\n\r\nhi\r\n")
+    assert len(lab.mailpit.wait_for("subject:from", count=2)) == 2
+
+
+@pytest.mark.parametrize("backend", ["sandbox", "mailpit"])
+def test_starttls_when_asked_uses_a_lab_ca_that_clients_can_be_pointed_at(fresh_env: None, backend: str) -> None:
+    if backend == "mailpit":
+        need_mailpit()
+    lab = connect(backend=backend, starttls=True)
+    ca = lab.mailbox.ca
+    assert ca is not None and ca.file is not None and ca.file.read_bytes() == ca.pem
+    assert str(ca.file) in lab.describe().loc["lab CA", "value"]
+    # Nodemailer upgrades to TLS whenever STARTTLS is offered: without the CA it refuses the certificate
+    # (a socket error during the TLS hand-over)...
+    refused = _nodemailer(lab.smtp_host, lab.smtp_port)
+    assert not refused["ok"] and refused["code"] == "ESOCKET"
+    # ...and with the variables the lab prints, it verifies it and sends.
+    assert _nodemailer(lab.smtp_host, lab.smtp_port, env=ca.client_env())["ok"]
+    with smtplib.SMTP(lab.smtp_host, lab.smtp_port, timeout=10) as smtp:
+        smtp.starttls(context=ca.client_context())  # Python, verifying against the exported CA
+        smtp.sendmail("app@example.com", ["user@example.com"], b"Subject: over tls\r\n\r\nhi\r\n")
+    assert lab.mailpit.wait_for("subject:tls")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from emailkit.mailboxes import MAILPIT_VERSION
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -40,7 +42,7 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject() -> None:
 def test_docker_compose_runs_a_pinned_mailpit_with_auth_and_healthcheck() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     mailpit = compose["services"]["mailpit"]
-    assert re.fullmatch(r"axllent/mailpit:v1\.30\.\d+", mailpit["image"])
+    assert mailpit["image"] == f"axllent/mailpit:{MAILPIT_VERSION}"
     ports = {p.split(":")[-1] for p in mailpit["ports"]}
     assert {"1025", "8025"} <= ports
     env = mailpit["environment"]
@@ -48,6 +50,17 @@ def test_docker_compose_runs_a_pinned_mailpit_with_auth_and_healthcheck() -> Non
     assert str(env["MP_SMTP_AUTH_ALLOW_INSECURE"]) in {"1", "true"}
     assert mailpit["healthcheck"]["test"] == ["CMD", "/mailpit", "readyz"]
     assert "MP_POP3_AUTH" in env and "1110" in ports
+
+
+def test_one_mailpit_pin_for_the_build_the_lab_compose_and_the_contract_tests() -> None:
+    """make mailpit, docker-compose.yml and the sandbox's imitation all name the same Mailpit release."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(rf"^MAILPIT_VERSION := {re.escape(MAILPIT_VERSION)}$", makefile, re.MULTILINE)
+    from emailkit.sandbox.api import MAILPIT_VERSION as imitated
+
+    assert imitated == MAILPIT_VERSION
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make mailpit" in ci and "command -v go" in ci  # CI builds real Mailpit and fails loudly without Go
 
 
 def test_docker_compose_provider_service_relays_to_mailpit() -> None:
