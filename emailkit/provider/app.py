@@ -12,8 +12,10 @@ and FastAPI's default page (which loads Swagger UI from a CDN) otherwise.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,6 +24,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers, UploadFile
+from starlette.requests import Request as StarletteRequest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emailkit.errors import InvalidInput
@@ -30,8 +34,10 @@ from emailkit.provider.errors import ProviderError, error_responses, install_err
 from emailkit.provider.faults import Faults
 from emailkit.provider.models import (
     MAX_BATCH,
+    ApplicationOut,
     BatchResponse,
     BatchSendRequest,
+    CustomAuthRequest,
     DataResponse,
     DeleteResponse,
     FaultsIn,
@@ -40,6 +46,9 @@ from emailkit.provider.models import (
     GrantOut,
     ListResponse,
     MessageOut,
+    RedirectUriIn,
+    RedirectUriOut,
+    RedirectUriUpdate,
     SendRequest,
     SentMessageOut,
     TemplateCreate,
@@ -48,12 +57,14 @@ from emailkit.provider.models import (
     UpdateMessageRequest,
     WebhookCreate,
     WebhookCreatedOut,
+    WebhookDeleteResponse,
     WebhookOut,
+    WebhookUpdate,
 )
 from emailkit.provider.service import Access, Service
 from emailkit.provider.store import MessageFilter, ThreadFilter, normalise_email
 from emailkit.provider.templating import check as check_template
-from emailkit.provider.webhooks import EVENT_TYPES
+from emailkit.provider.webhooks import EVENT_TYPES, LEGACY_EVENT_TYPES
 
 __all__ = ["create_app"]
 
@@ -76,6 +87,44 @@ def _token(credentials: HTTPAuthorizationCredentials | None, request: Request) -
         raise ProviderError(401, "unauthorized", "use 'Authorization: Bearer <API key or access token>'",
                             headers={"WWW-Authenticate": 'Bearer realm="emailkit"'})
     return None
+
+
+#: Query parameters Nylas documents that this provider does not implement, and what to do instead.
+_NOT_IMPLEMENTED_QUERY = {
+    "search_query_native": "use the filters subject, from, to, cc, bcc, any_email, in, unread, starred, "
+                           "has_attachment, received_before/received_after",
+    "select": "drop it: every field is returned",
+    "metadata_pair": "drop it: the provider keeps no metadata on messages",
+    "earliest_message_date": "use latest_message_after / latest_message_before",
+    "offset": "use limit and page_token",
+}
+_known_query: dict[int, frozenset[str]] = {}
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters a route and its dependencies read (FastAPI's `Dependant` tree)."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def _check_query(request: Request) -> None:
+    """A query parameter this route does not read is a 400 naming it (never silently ignored)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _known_query.get(id(route))
+    if known is None:
+        known = _known_query[id(route)] = frozenset(_query_names(dependant))
+    for name in request.query_params:
+        if name not in known:
+            accepted = ", ".join(sorted(known)) or "none"
+            hint = _NOT_IMPLEMENTED_QUERY.get(name)
+            problem = (f"{name}: this provider does not implement the {name!r} parameter; {hint}" if hint else
+                       f"{name}: {request.method} {request.url.path} takes no query parameter {name!r}")
+            raise ProviderError(400, "invalid_request_error", f"{problem} (accepted here: {accepted})", field=name)
 
 
 def _csv(values: list[str] | None, field: str) -> tuple[str, ...]:
@@ -113,6 +162,14 @@ def _body_limit(path: str) -> int:
     return SEND_BODY_MAX_BYTES if path.endswith(("/messages/send", "/messages/send-batch")) else BODY_MAX_BYTES
 
 
+def _any_email(values: list[str] | None) -> tuple[str, ...]:
+    found = _csv(values, "any_email")
+    if len(found) > 25:
+        raise ProviderError(400, "invalid_request_error", f"any_email: {len(found)} addresses; at most 25 per "
+                            "request (Nylas's limit): split the query", field="any_email")
+    return found
+
+
 def _include_headers(fields: str | None) -> bool:
     return fields == "include_headers"
 
@@ -136,19 +193,23 @@ def _service(request: Request) -> Service:
 def _access(scope: str) -> Callable[..., Awaitable[Access]]:
     # async: checking a key or a token is quick; a sync dependency would cost a thread hop per request.
     async def dependency(request: Request, grant_id: GrantRef, credentials: Credentials) -> Access:
-        return _service(request).authorize(_token(credentials, request), grant_id, scope)
+        access = _service(request).authorize(_token(credentials, request), grant_id, scope)
+        _check_query(request)
+        return access
 
     return dependency
 
 
 async def _app_key(request: Request, credentials: Credentials) -> None:
     _service(request).require_api_key(_token(credentials, request))
+    _check_query(request)
 
 
 async def _send_access(request: Request, grant_id: GrantRef, credentials: Credentials) -> Access:
     """``email.send`` access, then the injected fault if one is due (before anything else happens)."""
     service = _service(request)
     access = service.authorize(_token(credentials, request), grant_id, "email.send")
+    _check_query(request)
     service.inject_fault()
     return access
 
@@ -213,10 +274,89 @@ class _RequestIds:
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == b"request-id" for name, _ in headers):
                     headers.append((b"request-id", rid.encode("ascii")))
+                if not any(name.lower() == b"x-request-id" for name, _ in headers):  # the Node SDK reads this one
+                    headers.append((b"x-request-id", rid.encode("ascii")))
                 message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class _MultipartSend:
+    """ASGI middleware: a ``multipart/form-data`` send, as Nylas's SDKs make one when the attachments
+    reach 3 MiB, becomes the JSON send it stands for before FastAPI reads it.
+
+    The form has a ``message`` part (the JSON body without attachments) and one file part per
+    attachment, named after its content_id (an inline part) or ``file<N>``. Converting here keeps
+    one route, one schema in /openapi.json and one idempotency hash for both encodings.
+    """
+
+    #: The message part may be large (a long HTML body); Starlette's default cap is 1 MiB.
+    MAX_MESSAGE_PART = 16 * 1024 * 1024
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/messages/send") \
+                or not Headers(scope=scope).get("content-type", "").lower().startswith("multipart/form-data"):
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await self._as_json(StarletteRequest(scope, receive))
+        except ProviderError as exc:
+            rid = scope.get("state", {}).get("request_id") or str(uuid.uuid4())
+            await exc.response(rid)(scope, receive, send)
+            return
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()  # the client's later messages (a disconnect)
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app({**scope, "headers": headers}, replay, send)
+
+    async def _as_json(self, request: StarletteRequest) -> bytes:
+        def bad(field: str, problem: str) -> ProviderError:
+            return ProviderError(400, "invalid_request_error", f"{field}: {problem}", field=field)
+
+        try:
+            form = await request.form(max_part_size=self.MAX_MESSAGE_PART)
+        except Exception as exc:  # noqa: BLE001 - python-multipart's and Starlette's parse errors
+            raise bad("body", f"the multipart/form-data body cannot be parsed ({exc}); send JSON, or a form "
+                      "with a 'message' part and one file part per attachment") from None
+        try:
+            message = form.get("message")
+            if message is None:
+                raise bad("message", "a multipart send needs a 'message' part holding the JSON body")
+            text = (await message.read()).decode("utf-8") if isinstance(message, UploadFile) else message
+            try:
+                payload = json.loads(text)
+            except ValueError:
+                raise bad("message", "the 'message' part is not valid JSON") from None
+            if not isinstance(payload, dict):
+                raise bad("message", "the 'message' part must be a JSON object")
+            attachments = list(payload.get("attachments") or [])
+            for name, value in form.multi_items():
+                if name == "message":
+                    continue
+                if not isinstance(value, UploadFile):
+                    raise bad(name, "is not a file; put the message's fields in the 'message' part")
+                data = await value.read()
+                item = {"filename": value.filename or name, "content": base64.b64encode(data).decode("ascii"),
+                        "content_type": value.content_type or "application/octet-stream"}
+                if not re.fullmatch(r"file\d+", name):  # the SDKs name an inline part after its content_id
+                    item["content_id"] = name
+                attachments.append(item)
+            payload["attachments"] = attachments
+            return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        finally:
+            await form.close()
 
 
 Reader = Annotated[Access, Depends(_access("email.read"))]
@@ -240,9 +380,10 @@ def create_app(service: Service, *, oauth_router: APIRouter | None = None, title
     app.state.service = service
     install_error_handlers(app)
 
-    # Every JSON body is checked against emailkit.limits before a route parses it.
+    # Inside _MultipartSend (which turns a multipart send into JSON): every JSON body is checked.
     app.add_middleware(JSONBodyLimits, refuse=_limit_refusal, max_bytes=_body_limit)
-    app.add_middleware(_RequestIds)
+    app.add_middleware(_MultipartSend)
+    app.add_middleware(_RequestIds)  # added last: outermost, so every answer has its request-id
 
     if oauth_router is not None:
         app.include_router(oauth_router)
@@ -258,8 +399,22 @@ def create_app(service: Service, *, oauth_router: APIRouter | None = None, title
             raise ProviderError(400, "invalid_request_error", f"email: {exc.problem}; {exc.fix}", field="email") from None
         return _ok(request, grant.to_json())
 
+    @app.post("/v3/connect/custom", tags=["grants"], dependencies=[AppKey], response_model=DataResponse[GrantOut],
+              responses=error_responses(400, 401, 403),
+              summary="Custom authentication: connect a mailbox with the API key (no consent page)")
+    async def custom_authentication(request: Request, body: CustomAuthRequest) -> dict[str, Any]:
+        try:
+            grant = service.store.create_grant(body.settings.email)
+        except InvalidInput as exc:
+            raise ProviderError(400, "invalid_request_error", f"settings.email: {exc.problem}; {exc.fix}",
+                                field="settings.email") from None
+        out = grant.to_json()
+        if body.state is not None:
+            out["state"] = body.state
+        return _ok(request, out)
+
     @app.get("/v3/grants", tags=["grants"], dependencies=[AppKey], response_model=ListResponse[GrantOut],
-             responses=error_responses(401, 403))
+             responses=error_responses(400, 401, 403))
     async def list_grants(request: Request) -> dict[str, Any]:
         return _ok(request, [g.to_json() for g in service.store.grants()], next_cursor=None)
 
@@ -326,17 +481,25 @@ def create_app(service: Service, *, oauth_router: APIRouter | None = None, title
         subject: Annotated[str | None, Query(description="Subject contains (case-insensitive)")] = None,
         from_: Annotated[list[str] | None, Query(alias="from", description="Sender address (comma list)")] = None,
         to: Annotated[list[str] | None, Query(description="To address (comma list)")] = None,
+        cc: Annotated[list[str] | None, Query(description="Cc address (comma list)")] = None,
+        bcc: Annotated[list[str] | None, Query(description="Bcc address (comma list; another address matches "
+                                               "only the grant's own sent mail)")] = None,
+        any_email: Annotated[list[str] | None, Query(description="In from, to, cc or bcc (comma list, at most "
+                                                     "25)")] = None,
+        in_: Annotated[str | None, Query(alias="in", description="Folder ID: INBOX or SENT")] = None,
         unread: bool | None = None,
         starred: bool | None = None,
+        has_attachment: bool | None = None,
         thread_id: str | None = None,
         received_after: Annotated[int | None, Query(ge=0, le=UNIX_MAX, description="Unix seconds")] = None,
         received_before: Annotated[int | None, Query(ge=0, le=UNIX_MAX, description="Unix seconds")] = None,
         fields: IncludeHeaders = None,
     ) -> dict[str, Any]:
         include = _include_headers(fields)
-        filters = MessageFilter(subject=subject, from_=_csv(from_, "from"), to=_csv(to, "to"), unread=unread,
-                                starred=starred, thread_id=thread_id, received_after=received_after,
-                                received_before=received_before)
+        filters = MessageFilter(subject=subject, from_=_csv(from_, "from"), to=_csv(to, "to"), cc=_csv(cc, "cc"),
+                                bcc=_csv(bcc, "bcc"), any_email=_any_email(any_email), in_=in_, unread=unread,
+                                starred=starred, has_attachment=has_attachment, thread_id=thread_id,
+                                received_after=received_after, received_before=received_before)
         await service.sync(who.grant)
         try:
             page = service.store.list_messages(who.grant.id, filters, limit, page_token)
@@ -373,12 +536,20 @@ def create_app(service: Service, *, oauth_router: APIRouter | None = None, title
         page_token: str | None = None,
         subject: str | None = None,
         from_: Annotated[list[str] | None, Query(alias="from")] = None,
-        to: list[str] | None = None,
+        to: Annotated[list[str] | None, Query()] = None,
+        cc: Annotated[list[str] | None, Query()] = None,
+        bcc: Annotated[list[str] | None, Query()] = None,
+        any_email: Annotated[list[str] | None, Query(description="Comma list, at most 25")] = None,
+        in_: Annotated[str | None, Query(alias="in", description="Folder ID: INBOX or SENT")] = None,
         unread: bool | None = None,
+        starred: bool | None = None,
+        has_attachment: bool | None = None,
         latest_message_after: Annotated[int | None, Query(ge=0, le=UNIX_MAX, description="Unix seconds")] = None,
         latest_message_before: Annotated[int | None, Query(ge=0, le=UNIX_MAX, description="Unix seconds")] = None,
     ) -> dict[str, Any]:
-        filters = ThreadFilter(subject=subject, from_=_csv(from_, "from"), to=_csv(to, "to"), unread=unread,
+        filters = ThreadFilter(subject=subject, from_=_csv(from_, "from"), to=_csv(to, "to"), cc=_csv(cc, "cc"),
+                               bcc=_csv(bcc, "bcc"), any_email=_any_email(any_email), in_=in_, unread=unread,
+                               starred=starred, has_attachment=has_attachment,
                                latest_message_after=latest_message_after, latest_message_before=latest_message_before)
         await service.sync(who.grant)
         try:
@@ -444,47 +615,184 @@ def create_app(service: Service, *, oauth_router: APIRouter | None = None, title
     # ------------------------------------------------------------------ webhooks
 
     def webhook_json(hook: dict[str, Any], *, secret: bool = False) -> dict[str, Any]:
+        updated = int(hook.get("updated_at") or hook["created_at"])
         out = {"id": hook["id"], "object": "webhook", "webhook_url": hook["url"],
-               "trigger_types": hook["trigger_types"], "description": hook["description"], "status": "active",
-               "created_at": int(hook["created_at"])}
+               "trigger_types": hook["trigger_types"], "description": hook["description"],
+               "notification_email_addresses": hook.get("notification_email_addresses", []), "status": "active",
+               "status_updated_at": int(hook["created_at"]), "created_at": int(hook["created_at"]),
+               "updated_at": updated}
         if secret:
             out["webhook_secret"] = hook["secret"]
         return out
 
-    @app.post("/v3/webhooks", tags=["webhooks"], dependencies=[AppKey], response_model=DataResponse[WebhookCreatedOut],
-              responses=error_responses(400, 401, 403), summary="Register a webhook (its secret is shown once)")
-    async def create_webhook(request: Request, body: WebhookCreate) -> dict[str, Any]:
-        from urllib.parse import urlsplit
-
-        url = urlsplit(body.webhook_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ProviderError(400, "invalid_request_error", "webhook_url: must be an absolute http(s) URL, e.g. "
-                                "http://127.0.0.1:8000/webhook", field="webhook_url")
-        unknown = [t for t in body.trigger_types if t not in EVENT_TYPES]
+    def trigger_types(given: list[str]) -> list[str]:
+        names = [LEGACY_EVENT_TYPES.get(t, t) for t in given]
+        unknown = [t for t in names if t not in EVENT_TYPES]
         if unknown:
             raise ProviderError(400, "invalid_request_error", f"trigger_types: {unknown[0]!r} is not an event this "
                                 f"provider sends; use {', '.join(EVENT_TYPES)}", field="trigger_types")
-        hook = service.store.create_webhook(body.webhook_url, list(dict.fromkeys(body.trigger_types)), body.description)
+        return list(dict.fromkeys(names))
+
+    async def checked_url(given: str) -> str:
+        from urllib.parse import urlsplit
+
+        url = urlsplit(given)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ProviderError(400, "invalid_request_error", "webhook_url: must be an absolute http(s) URL, e.g. "
+                                "http://127.0.0.1:8000/webhook", field="webhook_url")
+        problem = await service.dispatcher.challenge(given)
+        if problem is not None:
+            raise ProviderError(400, "invalid_request_error", f"webhook_url: {problem}. The webhook was not "
+                                "created: make the receiver answer GET ?challenge=<value> with 200 and the value",
+                                field="webhook_url")
+        return given
+
+    def emails(given: list[str] | None) -> list[str] | None:
+        if given is None:
+            return None
+        return list(_csv(given, "notification_email_addresses"))
+
+    def webhook_or_404(webhook_id: str) -> dict[str, Any]:
+        hook = service.store.webhook(webhook_id)
+        if hook is None:
+            raise ProviderError(404, "not_found_error", f"no webhook {webhook_id!r}: list them with GET /v3/webhooks",
+                                field="webhook_id")
+        return hook
+
+    @app.post("/v3/webhooks", tags=["webhooks"], dependencies=[AppKey], response_model=DataResponse[WebhookCreatedOut],
+              responses=error_responses(400, 401, 403),
+              summary="Register a webhook (after the challenge GET; its secret is shown once)")
+    async def create_webhook(request: Request, body: WebhookCreate) -> dict[str, Any]:
+        triggers = trigger_types(body.trigger_types)
+        addresses = emails(body.notification_email_addresses) or []
+        url = await checked_url(body.webhook_url)
+        hook = service.store.create_webhook(url, triggers, body.description or "", addresses)
         return _ok(request, webhook_json(hook, secret=True))
 
     @app.get("/v3/webhooks", tags=["webhooks"], dependencies=[AppKey], response_model=ListResponse[WebhookOut],
-             responses=error_responses(401, 403))
+             responses=error_responses(400, 401, 403))
     async def list_webhooks(request: Request) -> dict[str, Any]:
         return _ok(request, [webhook_json(h) for h in service.store.webhooks()], next_cursor=None)
 
-    @app.get("/v3/webhooks/{webhook_id}", tags=["webhooks"], dependencies=[AppKey],
-             response_model=DataResponse[WebhookOut], responses=error_responses(401, 403, 404))
-    async def get_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
-        hook = service.store.webhook(webhook_id)
-        if hook is None:
-            raise ProviderError(404, "not_found_error", f"no webhook {webhook_id!r}", field="webhook_id")
-        return _ok(request, webhook_json(hook))
+    @app.get("/v3/webhooks/ip-addresses", tags=["webhooks"], dependencies=[AppKey],
+             responses=error_responses(400, 401, 403),
+             summary="The addresses webhooks are sent from (the provider's host)")
+    async def webhook_ip_addresses(request: Request) -> dict[str, Any]:
+        return _ok(request, {"ip_addresses": ["127.0.0.1"], "updated_at": int(time.time())})
 
-    @app.delete("/v3/webhooks/{webhook_id}", tags=["webhooks"], dependencies=[AppKey], response_model=DeleteResponse,
-                responses=error_responses(401, 403, 404))
+    @app.get("/v3/webhooks/{webhook_id}", tags=["webhooks"], dependencies=[AppKey],
+             response_model=DataResponse[WebhookOut], responses=error_responses(400, 401, 403, 404))
+    async def get_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
+        return _ok(request, webhook_json(webhook_or_404(webhook_id)))
+
+    @app.put("/v3/webhooks/{webhook_id}", tags=["webhooks"], dependencies=[AppKey],
+             response_model=DataResponse[WebhookOut], responses=error_responses(400, 401, 403, 404),
+             summary="Change a webhook's URL (challenged again), triggers, description or notification addresses")
+    async def update_webhook(request: Request, webhook_id: str, body: WebhookUpdate) -> dict[str, Any]:
+        hook = webhook_or_404(webhook_id)
+        triggers = trigger_types(body.trigger_types) if body.trigger_types is not None else None
+        addresses = emails(body.notification_email_addresses)
+        url = None
+        if body.webhook_url is not None and body.webhook_url != hook["url"]:
+            url = await checked_url(body.webhook_url)
+        updated = service.store.update_webhook(webhook_id, url=url, trigger_types=triggers,
+                                               description=body.description, notification_email_addresses=addresses)
+        if updated is None:  # deleted meanwhile
+            webhook_or_404(webhook_id)
+        assert updated is not None
+        return _ok(request, webhook_json(updated))
+
+    async def rotate(request: Request, webhook_id: str) -> dict[str, Any]:
+        webhook_or_404(webhook_id)
+        hook = service.store.update_webhook(webhook_id, rotate_secret=True)
+        if hook is None:
+            webhook_or_404(webhook_id)
+        assert hook is not None
+        return _ok(request, webhook_json(hook, secret=True))
+
+    # The Python SDK sends PUT /v3/webhooks/{id}/rotate-secret, the Node SDK POST /v3/webhooks/rotate-secret/{id}.
+    app.add_api_route("/v3/webhooks/{webhook_id}/rotate-secret", rotate, methods=["PUT"], tags=["webhooks"],
+                      dependencies=[AppKey], response_model=DataResponse[WebhookCreatedOut],
+                      responses=error_responses(400, 401, 403, 404), summary="A new secret (shown once); the old one stops")
+    app.add_api_route("/v3/webhooks/rotate-secret/{webhook_id}", rotate, methods=["POST"], tags=["webhooks"],
+                      dependencies=[AppKey], response_model=DataResponse[WebhookCreatedOut],
+                      responses=error_responses(400, 401, 403, 404), summary="The same as PUT …/{id}/rotate-secret")
+
+    @app.delete("/v3/webhooks/{webhook_id}", tags=["webhooks"], dependencies=[AppKey],
+                response_model=WebhookDeleteResponse, responses=error_responses(400, 401, 403, 404))
     async def delete_webhook(request: Request, webhook_id: str) -> dict[str, Any]:
         if not service.store.delete_webhook(webhook_id):
-            raise ProviderError(404, "not_found_error", f"no webhook {webhook_id!r}", field="webhook_id")
+            webhook_or_404(webhook_id)
+        return {"request_id": request_id_of(request), "data": {"status": "success"}}
+
+    # ------------------------------------------------------------------ the application and its redirect URIs
+
+    def oauth_server() -> Any:
+        if not hasattr(service.oauth, "application"):
+            raise ProviderError(404, "not_found_error", "this provider runs without its OAuth server, so it has no "
+                                "application or redirect URIs; start it with emailkit.provider.Provider")
+        return service.oauth
+
+    def redirect_json(entry: dict[str, Any]) -> dict[str, Any]:
+        return {"id": entry["id"], "url": entry["url"], "platform": "web", "settings": {}}
+
+    def redirect_or_404(redirect_uri_id: str) -> dict[str, Any]:
+        found = next((e for e in oauth_server().redirect_uris() if e["id"] == redirect_uri_id), None)
+        if found is None:
+            raise ProviderError(404, "not_found_error", f"no redirect URI {redirect_uri_id!r}: list them with GET "
+                                "/v3/applications/redirect-uris", field="redirect_uri_id")
+        return found
+
+    def invalid(exc: InvalidInput, field: str) -> ProviderError:
+        return ProviderError(400, "invalid_request_error", f"{field}: {exc.problem}; {exc.fix}", field=field)
+
+    @app.get("/v3/applications", tags=["applications"], dependencies=[AppKey],
+             response_model=DataResponse[ApplicationOut], responses=error_responses(400, 401, 403),
+             summary="This application: its client_id (application_id) and redirect URIs")
+    async def get_application(request: Request) -> dict[str, Any]:
+        app_client = oauth_server().application()
+        return _ok(request, {"application_id": app_client.client_id, "organization_id": "emailkit",
+                             "region": "us", "environment": "sandbox", "branding": {"name": app_client.name},
+                             "callback_uris": [redirect_json(e) for e in oauth_server().redirect_uris()],
+                             "created_at": int(oauth_server().application_created_at()),
+                             "updated_at": int(oauth_server().application_created_at())})
+
+    @app.get("/v3/applications/redirect-uris", tags=["applications"], dependencies=[AppKey],
+             response_model=ListResponse[RedirectUriOut], responses=error_responses(400, 401, 403))
+    async def list_redirect_uris(request: Request) -> dict[str, Any]:
+        return _ok(request, [redirect_json(e) for e in oauth_server().redirect_uris()], next_cursor=None)
+
+    @app.post("/v3/applications/redirect-uris", tags=["applications"], dependencies=[AppKey],
+              response_model=DataResponse[RedirectUriOut], responses=error_responses(400, 401, 403),
+              summary="Allow a redirect URI for the application's OAuth flow")
+    async def create_redirect_uri(request: Request, body: RedirectUriIn) -> dict[str, Any]:
+        try:
+            entry = oauth_server().add_redirect_uri(body.url)
+        except InvalidInput as exc:
+            raise invalid(exc, "url") from None
+        return _ok(request, redirect_json(entry))
+
+    @app.get("/v3/applications/redirect-uris/{redirect_uri_id}", tags=["applications"], dependencies=[AppKey],
+             response_model=DataResponse[RedirectUriOut], responses=error_responses(400, 401, 403, 404))
+    async def get_redirect_uri(request: Request, redirect_uri_id: str) -> dict[str, Any]:
+        return _ok(request, redirect_json(redirect_or_404(redirect_uri_id)))
+
+    @app.patch("/v3/applications/redirect-uris/{redirect_uri_id}", tags=["applications"], dependencies=[AppKey],
+               response_model=DataResponse[RedirectUriOut], responses=error_responses(400, 401, 403, 404))
+    async def update_redirect_uri(request: Request, redirect_uri_id: str, body: RedirectUriUpdate) -> dict[str, Any]:
+        entry = redirect_or_404(redirect_uri_id)
+        if body.url is not None and body.url != entry["url"]:
+            try:
+                entry = oauth_server().replace_redirect_uri(entry["url"], body.url)
+            except InvalidInput as exc:
+                raise invalid(exc, "url") from None
+        return _ok(request, redirect_json(entry))
+
+    @app.delete("/v3/applications/redirect-uris/{redirect_uri_id}", tags=["applications"], dependencies=[AppKey],
+                response_model=DeleteResponse, responses=error_responses(400, 401, 403, 404))
+    async def delete_redirect_uri(request: Request, redirect_uri_id: str) -> dict[str, Any]:
+        entry = redirect_or_404(redirect_uri_id)
+        oauth_server().remove_redirect_uri(entry["url"])
         return {"request_id": request_id_of(request)}
 
     # ------------------------------------------------------------------ injected faults (not Nylas)

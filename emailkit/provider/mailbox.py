@@ -28,7 +28,7 @@ from emailkit.mailpit import Address, AsyncMailpit, MessageSummary
 from emailkit.provider.store import Grant, Store
 from emailkit.threads import header, message_ids, references
 
-__all__ = ["Mailbox", "body_of", "snippet_of"]
+__all__ = ["Mailbox", "attachment_parts", "body_of", "snippet_of"]
 
 _PAGE = 200
 _TAGS = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
@@ -59,6 +59,26 @@ def _timestamp(value: str, fallback: float) -> float:
     return when.timestamp()
 
 
+def attachment_parts(msg: EmailMessage) -> list[EmailMessage]:
+    """Every file in `msg`: its attachments, and the inline parts that sit in a multipart/related
+    beside the HTML (the top level's iter_attachments() does not descend into that)."""
+    found: list[EmailMessage] = []
+    seen: set[int] = set()
+
+    def visit(node: EmailMessage) -> None:
+        for part in node.iter_attachments():
+            if not part.is_multipart() and id(part) not in seen:
+                seen.add(id(part))
+                found.append(part)
+        for part in node.iter_parts():
+            if part.is_multipart():
+                visit(part)  # type: ignore[arg-type]
+
+    if msg.is_multipart():
+        visit(msg)
+    return found
+
+
 def body_of(raw: bytes, message_id: str) -> tuple[str, bool, list[dict[str, Any]]]:
     """(body, is_html, attachments) of a raw RFC 5322 message (the HTML part if there is one)."""
     msg = BytesParser(policy=policy.default).parsebytes(raw)
@@ -73,7 +93,7 @@ def body_of(raw: bytes, message_id: str) -> tuple[str, bool, list[dict[str, Any]
             body = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
         is_html = part.get_content_type() == "text/html"
     attachments = []
-    for n, att in enumerate(msg.iter_attachments()):
+    for n, att in enumerate(attachment_parts(msg)):
         payload = att.get_payload(decode=True)
         cid = (att.get("Content-ID") or "").strip().strip("<>")
         attachments.append({

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "MAX_BATCH",
+    "ApplicationOut",
     "AttachmentIn",
     "AttachmentOut",
     "BatchError",
@@ -21,6 +22,9 @@ __all__ = [
     "BatchResponse",
     "BatchResult",
     "BatchSendRequest",
+    "BrandingOut",
+    "CustomAuthRequest",
+    "CustomAuthSettings",
     "CustomHeader",
     "DataResponse",
     "DeleteResponse",
@@ -32,6 +36,9 @@ __all__ = [
     "HeaderOut",
     "ListResponse",
     "MessageOut",
+    "RedirectUriIn",
+    "RedirectUriOut",
+    "RedirectUriUpdate",
     "RefusedRecipient",
     "SendRequest",
     "SentMessageOut",
@@ -42,7 +49,10 @@ __all__ = [
     "UpdateMessageRequest",
     "WebhookCreate",
     "WebhookCreatedOut",
+    "WebhookDeleteData",
+    "WebhookDeleteResponse",
     "WebhookOut",
+    "WebhookUpdate",
 ]
 
 T = TypeVar("T")
@@ -68,10 +78,17 @@ class TemplateRef(_Request):
 
 
 class AttachmentIn(_Request):
+    """One file, as Nylas's SDKs build it (``attach_file_request_builder`` sets ``size``)."""
+
     filename: str
     content_type: str = Field(description="MIME type, e.g. application/pdf")
     content: str = Field(description="The file, base64-encoded")
+    size: int | None = Field(None, ge=0, description="Bytes of the decoded file; when given it must match content")
     content_id: str | None = Field(None, description="Set to reference it inline from HTML as cid:<content_id>")
+    is_inline: bool | None = Field(None, description="true: an inline part (needs content_id); omitted: inline "
+                                   "exactly when content_id is set")
+    content_disposition: Literal["inline", "attachment"] | None = Field(
+        None, description="inline or attachment; must agree with is_inline and content_id")
 
 
 class SendRequest(_Request):
@@ -125,12 +142,38 @@ class TemplateCreate(_Request):
     subject: str = Field(description="Jinja2 template of the subject")
     body: str = Field(description="Jinja2 template of the body (HTML unless is_plaintext)")
     is_plaintext: bool = False
+    engine: Literal["jinja2"] = Field("jinja2", description="The only engine this provider renders")
 
 
 class WebhookCreate(_Request):
-    webhook_url: str = Field(description="http(s) URL that receives the POSTs")
-    trigger_types: list[str] = Field(min_length=1, description="message.sent, message.created, message.bounced")
-    description: str = ""
+    webhook_url: str = Field(description="http(s) URL that receives the POSTs (it must answer the challenge GET)")
+    trigger_types: list[str] = Field(min_length=1, description="message.send_success, message.created, "
+                                     "message.bounce_detected")
+    description: str | None = ""
+    notification_email_addresses: list[str] = Field(default_factory=list, description="Kept and returned (the "
+                                                     "provider sends no e-mail about failing webhooks)")
+
+
+class WebhookUpdate(_Request):
+    """Body of ``PUT /v3/webhooks/{webhook_id}``: the fields to change."""
+
+    webhook_url: str | None = None
+    trigger_types: list[str] | None = Field(None, min_length=1)
+    description: str | None = None
+    notification_email_addresses: list[str] | None = None
+
+
+class CustomAuthSettings(_Request):
+    email: str = Field(description="The mailbox address")
+
+
+class CustomAuthRequest(_Request):
+    """Body of ``POST /v3/connect/custom`` (Nylas's custom authentication), for this provider's mailboxes."""
+
+    provider: Literal["emailkit"] = Field(description="Always emailkit: the one provider this server stands in for")
+    settings: CustomAuthSettings
+    state: str | None = Field(None, max_length=256, description="Returned unchanged on the grant")
+    scope: list[str] | None = Field(None, description="Ignored by Nylas for most providers; kept on the grant")
 
 
 class GrantCreate(_Request):
@@ -258,12 +301,25 @@ class WebhookOut(BaseModel):
     webhook_url: str
     trigger_types: list[str]
     description: str
+    notification_email_addresses: list[str]
     status: Literal["active"] = "active"
+    status_updated_at: int
     created_at: int
+    updated_at: int
 
 
 class WebhookCreatedOut(WebhookOut):
-    webhook_secret: str = Field(description="HMAC-SHA256 key of X-Emailkit-Signature; shown only here, once")
+    webhook_secret: str = Field(description="HMAC-SHA256 key of X-Nylas-Signature; shown only on create and "
+                                "on rotate-secret")
+
+
+class WebhookDeleteData(BaseModel):
+    status: Literal["success"] = "success"
+
+
+class WebhookDeleteResponse(BaseModel):
+    request_id: str
+    data: WebhookDeleteData
 
 
 class GrantOut(BaseModel):
@@ -272,7 +328,44 @@ class GrantOut(BaseModel):
     provider: str
     grant_status: str
     email: str
+    scope: list[str]
+    state: str | None = None
     created_at: int
+    updated_at: int
+
+
+class RedirectUriIn(_Request):
+    url: str = Field(description="Absolute http(s) URI without a fragment, e.g. http://127.0.0.1:8765/callback")
+    platform: Literal["web"] = Field("web", description="Only web redirect URIs are served")
+
+
+class RedirectUriUpdate(_Request):
+    url: str | None = None
+    platform: Literal["web"] | None = None
+
+
+class RedirectUriOut(BaseModel):
+    id: str
+    url: str
+    platform: str
+    settings: dict[str, str] = Field(default_factory=dict)
+
+
+class BrandingOut(BaseModel):
+    name: str
+
+
+class ApplicationOut(BaseModel):
+    """``GET /v3/applications``: the application whose client_id the SDK's OAuth helpers use."""
+
+    application_id: str = Field(description="The OAuth client_id of this application")
+    organization_id: str
+    region: Literal["us"] = "us"
+    environment: Literal["sandbox"] = "sandbox"
+    branding: BrandingOut
+    callback_uris: list[RedirectUriOut]
+    created_at: int
+    updated_at: int
 
 
 class DataResponse(BaseModel, Generic[T]):

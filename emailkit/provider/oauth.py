@@ -15,9 +15,18 @@ under one lock (SQLite work, a few milliseconds).
 
 What it enforces (RFC 6749, 7636, 7009, 9700):
 
-* PKCE is required for every client and only ``S256`` is accepted (``plain`` and a missing
-  method are refused with ``invalid_request``). Nylas's SDK sends a non-standard variant
-  (base64 of the *hex* digest, method ``s256``); it is refused here on purpose.
+* PKCE is required for every client. Two challenge methods are accepted, both binding the
+  code to the verifier: RFC 7636 ``S256`` (BASE64URL of the raw SHA-256 digest) and the
+  variant the official Nylas SDKs send, as Nylas accepts it: method ``s256`` (lower case),
+  challenge = standard base64 of the SHA-256 *hex* digest, unpadded, and a verifier that may
+  be a 36-character UUID. ``plain`` and a missing method are refused with ``invalid_request``.
+* Client authentication at the token and revocation endpoints: a confidential client's own
+  secret, nothing for a public client (PKCE binds its code), or — Nylas's convention, which
+  the SDKs follow — ``client_secret`` = the provider's API key, for any registered client.
+  ``POST /v3/connect/revoke?token=…`` with the API key as Bearer (what the SDKs send) works too.
+* Errors of the token and revocation endpoints carry ``error``, ``error_code``,
+  ``error_description`` and ``error_uri`` (the fields Nylas's SDKs parse into
+  ``NylasOAuthError``).
 * ``redirect_uri`` is required and must equal a registered one exactly. An unknown client or
   a mismatched ``redirect_uri`` gets an error page (400), never a redirect.
 * Codes live 10 minutes and work once. A second use answers ``invalid_grant`` and revokes
@@ -39,9 +48,11 @@ provider reached over plain HTTP on another host gets a 400 that says so.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
+import re
 import secrets
 import sqlite3
 import threading
@@ -59,6 +70,7 @@ from authlib.oauth2 import AuthorizationServer, OAuth2Error, OAuth2Request
 from authlib.oauth2.rfc6749 import (
     AuthorizationCodeMixin,
     ClientMixin,
+    InvalidClientError,
     InsecureTransportError,
     InvalidRequestError,
     JsonRequest,
@@ -69,7 +81,9 @@ from authlib.oauth2.rfc6749.requests import OAuth2Payload
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
-from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc6749 import InvalidGrantError
+from authlib.oauth2.rfc7636 import CodeChallenge, create_s256_code_challenge
+from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN, compare_s256_code_challenge
 from fastapi import APIRouter, Request
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -79,7 +93,9 @@ from emailkit.errors import InvalidInput
 from emailkit.message import parse_address
 
 __all__ = [
+    "API_KEY_AUTH",
     "AUTHORIZATION_CODE_TTL",
+    "ERROR_CODES",
     "SCOPES",
     "Client",
     "GrantLookup",
@@ -93,6 +109,23 @@ log = logging.getLogger(__name__)
 SCOPES: dict[str, str] = {
     "email.send": "Send email as {email}, through this API and over SMTP (XOAUTH2)",
     "email.read": "Read the messages and threads in {email}",
+}
+
+#: Client authentication by ``client_secret`` = the provider's API key, as Nylas and its SDKs do it.
+API_KEY_AUTH = "nylas_api_key"
+
+#: ``error_code`` of the OAuth endpoints' errors (Nylas's SDKs require an integer there).
+ERROR_CODES: dict[str, int] = {
+    "invalid_request": 1,
+    "invalid_client": 2,
+    "invalid_grant": 3,
+    "unauthorized_client": 4,
+    "unsupported_grant_type": 5,
+    "invalid_scope": 6,
+    "access_denied": 7,
+    "unsupported_token_type": 8,
+    "insecure_transport": 9,
+    "server_error": 10,
 }
 
 #: Seconds an authorization code stays valid (RFC 6749 §4.1.2 recommends at most 10 minutes).
@@ -147,6 +180,10 @@ CREATE TABLE IF NOT EXISTS oauth_tokens (
     revoked_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS oauth_tokens_grant_client ON oauth_tokens (grant_id, client_id);
+CREATE TABLE IF NOT EXISTS oauth_application (
+    client_id TEXT PRIMARY KEY,      -- the one application's client_id (Nylas: the application ID)
+    created_at REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS oauth_tokens_family ON oauth_tokens (family);
 """
 
@@ -223,6 +260,8 @@ class Client(ClientMixin):
         return secrets.compare_digest(self.secret_sha256, _sha256(client_secret))
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if method == API_KEY_AUTH:  # client_secret = the provider's API key (Nylas's convention)
+            return True
         if self.public:
             return method == "none"
         return method in ("client_secret_basic", "client_secret_post")
@@ -412,22 +451,52 @@ class _Request(OAuth2Request):
         return self._form
 
 
-class _S256Only(CodeChallenge):
-    """RFC 7636 with PKCE required at the authorization endpoint too, and S256 only."""
+def nylas_code_challenge(verifier: str) -> str:
+    """The challenge Nylas's SDKs send with method ``s256``: base64 of the SHA-256 *hex* digest, unpadded."""
+    digest = hashlib.sha256(verifier.encode("ascii")).hexdigest()
+    return base64.b64encode(digest.encode("ascii")).decode("ascii").rstrip("=")
 
-    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+def _compare_nylas_s256(verifier: str, challenge: str) -> bool:
+    # Either encoding of SHA-256(verifier) proves possession of the verifier.
+    return secrets.compare_digest(nylas_code_challenge(verifier), challenge) or \
+        secrets.compare_digest(create_s256_code_challenge(verifier), challenge)
+
+
+#: A Nylas SDK verifier is str(uuid4()): 36 characters, under RFC 7636's 43.
+_NYLAS_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{36,128}$")
+
+
+class _S256Only(CodeChallenge):
+    """RFC 7636 with PKCE required at the authorization endpoint too: S256, or the Nylas SDKs' s256."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256", "s256"]
+    CODE_CHALLENGE_METHODS = {"S256": compare_s256_code_challenge, "s256": _compare_nylas_s256}
 
     def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
         data = grant.request.payload.data
         if not data.get("code_challenge"):
             raise InvalidRequestError("PKCE is required: send code_challenge and code_challenge_method=S256.")
-        if data.get("code_challenge_method") != "S256":
-            raise InvalidRequestError("Only code_challenge_method=S256 is accepted (plain is refused).")
+        if data.get("code_challenge_method") not in self.SUPPORTED_CODE_CHALLENGE_METHOD:
+            raise InvalidRequestError("Only code_challenge_method=S256 (or the Nylas SDKs' s256) is accepted; "
+                                      "plain is refused.")
         super().validate_code_challenge(grant, redirect_uri)
+
+    def validate_code_verifier(self, grant: Any, result: Any) -> None:
+        request = grant.request
+        code = request.authorization_code
+        verifier = request.form.get("code_verifier")
+        if code is not None and code.code_challenge_method == "s256" and verifier \
+                and _NYLAS_VERIFIER.match(verifier) and not CODE_VERIFIER_PATTERN.match(verifier):
+            # Authlib's RFC 7636 length check (43-128) would refuse the SDKs' 36-character UUID.
+            if not _compare_nylas_s256(verifier, code.code_challenge or ""):
+                raise InvalidGrantError(description="Code challenge failed.")
+            return
+        super().validate_code_verifier(grant, result)
 
 
 class _CodeGrant(AuthorizationCodeGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = [API_KEY_AUTH, "client_secret_basic", "client_secret_post", "none"]
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
         oauth: OAuth = self.server.oauth
@@ -473,7 +542,7 @@ class _CodeGrant(AuthorizationCodeGrant):
 
 
 class _RefreshGrant(RefreshTokenGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = [API_KEY_AUTH, "client_secret_basic", "client_secret_post", "none"]
     INCLUDE_NEW_REFRESH_TOKEN = True  # rotation
 
     def authenticate_refresh_token(self, refresh_token: str) -> _Token | None:
@@ -505,26 +574,13 @@ class _RefreshGrant(RefreshTokenGrant):
 
 
 class _Revocation(RevocationEndpoint):
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    CLIENT_AUTH_METHODS = [API_KEY_AUTH, "client_secret_basic", "client_secret_post", "none"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> _Token | None:
         return self.server.oauth._tables.token(token_string)
 
     def revoke_token(self, token: _Token, request: OAuth2Request) -> None:
-        oauth: OAuth = self.server.oauth
-        now = oauth.clock()
-        statements = [
-            ("UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = 'revoked'"
-             " WHERE token_sha256 = ? AND revoked_at IS NULL", (now, token.token_sha256)),
-        ]
-        if token.kind == "refresh":
-            # RFC 7009 §2.1: revoking a refresh token ends the access it bought.
-            statements.append((
-                "UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = 'refresh token revoked'"
-                " WHERE kind = 'access' AND grant_id = ? AND client_id = ? AND revoked_at IS NULL",
-                (now, token.grant_id, token.client_id),
-            ))
-        oauth._tables.write(statements)
+        self.server.oauth._revoke(token)
 
 
 class _Server(AuthorizationServer):
@@ -568,6 +624,12 @@ class OAuth:
     everything in memory (also what an in-memory connection gets). `grants` maps
     mailboxes to grants.
     `clock` returns epoch seconds; tests inject one to expire tokens without sleeping.
+    `api_key` tells whether a string is the provider's API key: it is then accepted as any
+    client's ``client_secret`` and as the Bearer of a revocation (Nylas's convention).
+
+    One client is *the application* (`application()`): its client_id is what Nylas calls the
+    application ID, its redirect URIs are managed with ``/v3/applications/redirect-uris``
+    (`add_redirect_uri()` …), and it authenticates with the API key only.
     """
 
     def __init__(
@@ -578,6 +640,7 @@ class OAuth:
         issuer: str = "",
         access_token_ttl: int = 3600,
         clock: Callable[[], float] = time.time,
+        api_key: Callable[[str], bool] | None = None,
     ) -> None:
         if access_token_ttl <= 0:
             raise InvalidInput("access_token_ttl", f"{access_token_ttl} is not positive",
@@ -597,6 +660,9 @@ class OAuth:
         self.server.register_grant(_CodeGrant, [_S256Only(required=True)])
         self.server.register_grant(_RefreshGrant)
         self.server.register_endpoint(_Revocation)
+        self.is_api_key: Callable[[str], bool] = api_key or (lambda _: False)
+        self.server.register_client_auth_method(API_KEY_AUTH, self._authenticate_api_key)
+        self._ensure_application()
         self.router = self._make_router()
 
     def close(self) -> None:
@@ -654,6 +720,97 @@ class OAuth:
     def client(self, client_id: str) -> Client | None:
         """The registered client `client_id`, or None."""
         return self._tables.client(client_id)
+
+    def clients(self) -> list[Client]:
+        """Every registered client, the application first, then by registration time."""
+        with self._tables.lock:
+            rows = self._tables.db.execute(
+                "SELECT client_id FROM oauth_clients ORDER BY client_id != ?, created_at, client_id",
+                (self.application().client_id,)).fetchall()
+        return [c for c in (self._tables.client(r[0]) for r in rows) if c is not None]
+
+    def remove_client(self, client_id: str) -> bool:
+        """Unregister `client_id` and revoke its tokens; False when there was no such client."""
+        if client_id == self.application().client_id:
+            raise InvalidInput("client_id", "is the application itself, which cannot be removed",
+                               fix="remove its redirect URIs instead (emailkit provider clients remove-uri)")
+        with self._tables.lock:
+            if self._tables.client(client_id) is None:
+                return False
+            self._tables.write([
+                ("DELETE FROM oauth_clients WHERE client_id = ?", (client_id,)),
+                ("UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = 'client removed'"
+                 " WHERE client_id = ? AND revoked_at IS NULL", (self.clock(), client_id)),
+                ("DELETE FROM oauth_codes WHERE client_id = ?", (client_id,)),
+            ])
+            return True
+
+    # -- the application (Nylas: one application per API key) --------------------------
+    def _ensure_application(self) -> None:
+        with self._tables.lock:
+            if self._tables.one("SELECT client_id FROM oauth_application", ()) is not None:
+                return
+            client_id, now = str(uuid.uuid4()), self.clock()
+            self._tables.write([
+                ("INSERT INTO oauth_application (client_id, created_at) VALUES (?, ?)", (client_id, now)),
+                ("INSERT OR IGNORE INTO oauth_clients (client_id, name, redirect_uris, public, secret_sha256,"
+                 " created_at) VALUES (?, ?, '[]', 0, NULL, ?)", (client_id, "emailkit application", now)),
+            ])
+
+    def application(self) -> Client:
+        """The application's client (client_id = Nylas's application ID; secret = the API key)."""
+        row = self._tables.one("SELECT client_id FROM oauth_application", ())
+        assert row is not None
+        client = self._tables.client(row[0])
+        assert client is not None
+        return client
+
+    def application_created_at(self) -> float:
+        row = self._tables.one("SELECT created_at FROM oauth_application", ())
+        return float(row[0]) if row else 0.0
+
+    def redirect_uris(self) -> list[dict[str, str]]:
+        """The application's redirect URIs as ``{id, url}`` (the ID is derived from the URL)."""
+        return [{"id": _sha256(uri)[:16], "url": uri} for uri in self.application().redirect_uris]
+
+    def _set_application_uris(self, uris: list[str]) -> None:
+        self._tables.write([("UPDATE oauth_clients SET redirect_uris = ? WHERE client_id = ?",
+                             (json.dumps(uris), self.application().client_id))])
+
+    def add_redirect_uri(self, uri: str) -> dict[str, str]:
+        """Allow `uri` for the application (no change if it is there already); returns ``{id, url}``."""
+        _check_redirect_uri(uri)
+        with self._tables.lock:
+            uris = list(self.application().redirect_uris)
+            if uri not in uris:
+                self._set_application_uris([*uris, uri])
+        return {"id": _sha256(uri)[:16], "url": uri}
+
+    def replace_redirect_uri(self, old: str, new: str) -> dict[str, str]:
+        _check_redirect_uri(new)
+        with self._tables.lock:
+            uris = [new if u == old else u for u in self.application().redirect_uris]
+            self._set_application_uris(list(dict.fromkeys(uris)))
+        return {"id": _sha256(new)[:16], "url": new}
+
+    def remove_redirect_uri(self, uri: str) -> bool:
+        with self._tables.lock:
+            uris = list(self.application().redirect_uris)
+            if uri not in uris:
+                return False
+            self._set_application_uris([u for u in uris if u != uri])
+            return True
+
+    def _authenticate_api_key(self, query_client: Callable[[str], Client | None], request: OAuth2Request) -> Client | None:
+        """Authlib client-auth method: ``client_id`` + ``client_secret`` = the provider's API key."""
+        data = request.form
+        client_id, secret = data.get("client_id"), data.get("client_secret")
+        if not client_id or not secret or not self.is_api_key(secret):
+            return None
+        client = query_client(client_id)
+        if client is None:
+            raise InvalidClientError(description="The client does not exist on this server.")
+        return client
 
     # -- token checks ----------------------------------------------------------------------
     def verify_access_token(self, token: str) -> TokenInfo | None:
@@ -730,6 +887,22 @@ class OAuth:
         self._tables.write(statements)
         log.info("issued tokens to client %s for grant %s (scope %r)", client_id, grant_id, token.get("scope"))
 
+    def _revoke(self, token: _Token) -> None:
+        """Revoke `token` (RFC 7009); a refresh token takes the access tokens it bought with it."""
+        now = self.clock()
+        statements = [
+            ("UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = 'revoked'"
+             " WHERE token_sha256 = ? AND revoked_at IS NULL", (now, token.token_sha256)),
+        ]
+        if token.kind == "refresh":
+            # RFC 7009 §2.1: revoking a refresh token ends the access it bought.
+            statements.append((
+                "UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = 'refresh token revoked'"
+                " WHERE kind = 'access' AND grant_id = ? AND client_id = ? AND revoked_at IS NULL",
+                (now, token.grant_id, token.client_id),
+            ))
+        self._tables.write(statements)
+
     def _revoke_family(self, family: str, *, reason: str) -> None:
         self._tables.write([(
             "UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = ? WHERE family = ? AND revoked_at IS NULL",
@@ -755,17 +928,62 @@ class OAuth:
         @router.post("/v3/connect/token", summary="Token endpoint (authorization_code, refresh_token)")
         async def token(request: Request) -> Response:
             body = await _body_params(request)
-            return await run_in_threadpool(self._endpoint, request, body, self.server.create_token_response)
+            answer = await run_in_threadpool(self._endpoint, request, body, self.server.create_token_response)
+            return _with_error_fields(answer, request)
 
-        @router.post("/v3/connect/revoke", summary="Token revocation (RFC 7009)")
+        @router.post("/v3/connect/revoke", summary="Token revocation (RFC 7009); ?token=… with the API key works too")
         async def revoke(request: Request) -> Response:
             body = await _body_params(request)
-            return await run_in_threadpool(
+            if body is not None:  # Nylas's SDKs put the token in the query string
+                body = [*body, *[(k, v) for k, v in request.query_params.multi_items() if k == "token"
+                                 and not any(name == "token" for name, _ in body)]]
+            bearer = _bearer_of(request)
+            if body is not None and bearer is not None and self.is_api_key(bearer):
+                return await run_in_threadpool(self._revoke_with_api_key, body)
+            answer = await run_in_threadpool(
                 self._endpoint, request, body,
                 lambda req: self.server.create_endpoint_response(_Revocation.ENDPOINT_NAME, req),
             )
+            return _with_error_fields(answer, request)
+
+        @router.get("/v3/connect/tokeninfo", summary="What an access token stands for (iss, aud, iat, exp, sub, email)")
+        async def tokeninfo(request: Request) -> Response:
+            return await run_in_threadpool(self._tokeninfo, request)
 
         return router
+
+    def _revoke_with_api_key(self, body: list[tuple[str, str]]) -> Response:
+        """RFC 7009 with the API key instead of client authentication: any client's token may be revoked."""
+        values = [v for k, v in body if k == "token"]
+        if len(values) != 1 or not values[0]:
+            return _json_error(400, "invalid_request", "Give exactly one token to revoke: ?token=<access or "
+                               "refresh token>.", fields=True)
+        with self._tables.lock:
+            stored = self._tables.token(values[0])
+            if stored is not None and stored.revoked_at is None:
+                self._revoke(stored)
+        # RFC 7009 §2.2: an unknown or already revoked token is answered 200 too.
+        return Response(json.dumps({}), status_code=200, media_type="application/json",
+                        headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    def _tokeninfo(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        given = [k for k in ("access_token", "id_token") if request.query_params.get(k)]
+        if given != ["access_token"]:
+            problem = ("this provider issues no ID tokens; pass access_token=<token>" if "id_token" in given
+                       else "pass access_token=<token>")
+            return _api_error(400, "invalid_request_error", problem, request_id)
+        token = request.query_params["access_token"]
+        info = self.verify_access_token(token)
+        if info is None:
+            return _api_error(401, "unauthorized", "the access token is unknown, expired or revoked; get a new one "
+                              "(refresh, or run the OAuth flow again)", request_id)
+        stored = self._tables.token(token, "access")
+        assert stored is not None
+        data = {"iss": self.issuer or str(request.base_url).rstrip("/"), "aud": info.client_id,
+                "iat": int(stored.issued_at), "exp": int(info.expires_at), "sub": info.grant_id, "email": info.email}
+        return Response(json.dumps({"request_id": request_id, "data": data}), media_type="application/json",
+                        headers={"request-id": request_id, "Cache-Control": "no-store"})
 
     def _endpoint(self, request: Request, body: list[tuple[str, str]] | None,
                   respond: Callable[[OAuth2Request], Response]) -> Response:
@@ -839,9 +1057,45 @@ _INSECURE_FIX = ("OAuth needs HTTPS; plain http is allowed only on loopback (127
                  "lab network only, set AUTHLIB_INSECURE_TRANSPORT=1 for the provider.")
 
 
-def _json_error(status: int, error: str, description: str) -> Response:
-    return Response(json.dumps({"error": error, "error_description": description}), status_code=status,
+def _json_error(status: int, error: str, description: str, *, fields: bool = False) -> Response:
+    body: dict[str, Any] = {"error": error, "error_description": description}
+    if fields:
+        body.update(error_code=ERROR_CODES.get(error, 0), error_uri=_ERROR_URI)
+    return Response(json.dumps(body), status_code=status,
                     media_type="application/json", headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+#: Where an OAuth error points (``error_uri``): the provider's own docs page, relative to its URL.
+_ERROR_URI = "/docs#/oauth"
+
+
+def _with_error_fields(answer: Response, request: Request) -> Response:
+    """Add ``error_code`` and ``error_uri`` to an RFC 6749 error answer (Nylas's shape; its SDKs need them)."""
+    if answer.status_code < 400:
+        return answer
+    try:
+        body = json.loads(bytes(answer.body))
+    except ValueError:
+        return answer
+    if not isinstance(body, dict) or "error" not in body:
+        return answer
+    body.setdefault("error_description", body["error"])
+    body.setdefault("error_code", ERROR_CODES.get(body["error"], 0))
+    body.setdefault("error_uri", str(request.base_url).rstrip("/") + _ERROR_URI)
+    headers = {k: v for k, v in answer.headers.items() if k.lower() not in ("content-length", "content-type")}
+    return Response(json.dumps(body), status_code=answer.status_code, media_type="application/json", headers=headers)
+
+
+def _api_error(status: int, type: str, message: str, request_id: str) -> Response:
+    """The REST API's ``{request_id, error: {type, message}}`` envelope (tokeninfo is not an OAuth endpoint)."""
+    return Response(json.dumps({"request_id": request_id, "error": {"type": type, "message": message}}),
+                    status_code=status, media_type="application/json", headers={"request-id": request_id})
+
+
+def _bearer_of(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
 
 
 async def _body_params(request: Request) -> list[tuple[str, str]] | None:

@@ -27,7 +27,7 @@ from emailkit.errors import InvalidInput, MailpitError, SMTPSendError
 from emailkit.message import RESERVED_HEADERS, compose
 from emailkit.provider.errors import ProviderError
 from emailkit.provider.faults import Faults
-from emailkit.provider.mailbox import Mailbox, snippet_of
+from emailkit.provider.mailbox import Mailbox, attachment_parts, snippet_of
 from emailkit.provider.models import SendRequest
 from emailkit.provider.outbound import Outbound
 from emailkit.provider.ratelimit import TokenBucket
@@ -333,7 +333,12 @@ class Service:
             except (binascii.Error, ValueError):
                 raise ProviderError(400, "invalid_request_error", f"attachments[{i}].content: not valid base64; "
                                     "encode the file with standard base64", field=f"attachments[{i}].content") from None
-            attachments.append((a.filename, a.content_type, data, a.content_id) if a.content_id
+            if a.size is not None and a.size != len(data):
+                raise ProviderError(400, "invalid_request_error", f"attachments[{i}].size: {a.size}, but content "
+                                    f"decodes to {len(data)} bytes; give the file's size or omit size",
+                                    field=f"attachments[{i}].size")
+            inline = self._inline(i, a.content_id, a.is_inline, a.content_disposition)
+            attachments.append((a.filename, a.content_type, data, a.content_id) if inline
                                else (a.filename, a.content_type, data))
 
         count = len(req.to) + len(req.cc) + len(req.bcc)
@@ -354,6 +359,25 @@ class Service:
             raise self._compose_error(exc, req) from None
         recipients = [email for k in ("to", "cc", "bcc") for _, email in groups[k]]
         return message, recipients, not is_plaintext, body
+
+    @staticmethod
+    def _inline(index: int, content_id: str | None, is_inline: bool | None, disposition: str | None) -> bool:
+        """Whether attachment `index` is an inline part: content_id, is_inline and content_disposition agree."""
+        wanted = {True: "inline", False: "attachment", None: None}[is_inline]
+        if wanted is not None and disposition is not None and wanted != disposition:
+            raise ProviderError(400, "invalid_request_error", f"attachments[{index}]: is_inline is {is_inline} but "
+                                f"content_disposition is {disposition!r}; give one of them, or make them agree",
+                                field=f"attachments[{index}].is_inline")
+        wanted = wanted or disposition
+        if wanted == "inline" and not content_id:
+            raise ProviderError(400, "invalid_request_error", f"attachments[{index}].content_id: an inline part "
+                                "needs a content_id for the HTML to reference (cid:<content_id>); set one",
+                                field=f"attachments[{index}].content_id")
+        if wanted == "attachment" and content_id:
+            raise ProviderError(400, "invalid_request_error", f"attachments[{index}].content_id: a content_id makes "
+                                "the file an inline part, but it is marked as an attachment; drop content_id, or "
+                                "set is_inline: true", field=f"attachments[{index}].content_id")
+        return bool(content_id)
 
     @classmethod
     def _compose_error(cls, exc: InvalidInput, req: SendRequest) -> ProviderError:
@@ -456,7 +480,7 @@ class Service:
 
     async def _sent(self, grant: Grant, message: EmailMessage, recipients: list[str], is_html: bool, body: str,
                     result: SendResult, request_id: str, *, include_headers: bool) -> dict[str, Any]:
-        """Index a message SMTP accepted, announce it (message.sent, message.bounced); its JSON."""
+        """Index a message SMTP accepted, announce it (message.send_success, message.bounce_detected); its JSON."""
         mid = result.queued_as or await self._find_queued(result.message_id)
         refused: list[dict[str, Any]] = [{"email": r, "smtp_code": c, "smtp_reply": t}
                                          for r, (c, t) in result.refused.items()]
@@ -476,7 +500,7 @@ class Service:
             "date": now,
             "snippet": snippet_of(body, is_html=is_html),
             "size": len(message.as_bytes()),
-            "attachments": sum(1 for _ in message.iter_attachments()),
+            "attachments": sum(1 for _ in message.iter_attachments()),  # as Mailpit counts: not inline parts
             "in_reply_to": " ".join(message_ids(header(headers, "In-Reply-To"))),
             "references": references(headers),
             "headers": headers,
@@ -489,7 +513,7 @@ class Service:
                         "size": len(a.get_payload(decode=True) or b""),
                         "content_id": (a.get("Content-ID") or "").strip("<> ") or None,
                         "is_inline": a.get_content_disposition() == "inline"}
-                       for n, a in enumerate(message.iter_attachments())]
+                       for n, a in enumerate(attachment_parts(message))]
         cached = {"body": body, "is_html": is_html, "attachments": attachments}
         self.store.put_body(mid, body, is_html, attachments)
         self.store.record_sent(id=mid, grant_id=grant.id, request_id=request_id, message_id=result.message_id,
@@ -497,10 +521,10 @@ class Service:
         row = self.store.message(grant.id, mid)
         assert row is not None
         out = await self.message_json(grant, row, include_headers=include_headers, body=cached)
-        self.dispatcher.emit("message.sent", grant.id, out)
+        self.dispatcher.emit("message.send_success", grant.id, out)
         bounced = [r for r in refused if 500 <= r["smtp_code"] < 600]
         if bounced:
-            self.dispatcher.emit("message.bounced", grant.id, self._bounce(mid, result.message_id, bounced))
+            self.dispatcher.emit("message.bounce_detected", grant.id, self._bounce(mid, result.message_id, bounced))
         return {**out, "refused_recipients": refused}
 
     @staticmethod
@@ -537,7 +561,7 @@ class Service:
                                              for r in cause.recipients]
             bounced = [r for r in refused if 500 <= r["smtp_code"] < 600]
             if bounced:
-                self.dispatcher.emit("message.bounced", grant.id, self._bounce(None, rfc_id, bounced))
+                self.dispatcher.emit("message.bounce_detected", grant.id, self._bounce(None, rfc_id, bounced))
             detail = {"smtp_code": exc.code, "smtp_reply": exc.reply, "recipients": refused}
             if bounced:
                 return ProviderError(422, "provider_error", f"the SMTP server refused every recipient "

@@ -33,7 +33,7 @@ from typing import Any
 from emailkit.errors import InvalidInput
 from emailkit.message import parse_address
 
-__all__ = ["Grant", "MessageFilter", "Page", "Store", "ThreadFilter"]
+__all__ = ["FOLDERS", "Grant", "MessageFilter", "Page", "Store", "ThreadFilter", "folder_column"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS grants (
@@ -110,7 +110,9 @@ CREATE TABLE IF NOT EXISTS webhooks (
     trigger_types TEXT NOT NULL,
     secret TEXT NOT NULL,
     description TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    notification_email_addresses TEXT NOT NULL DEFAULT '[]',
+    updated_at REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -150,7 +152,9 @@ class Grant:
             "provider": "emailkit",
             "grant_status": "valid",
             "email": self.email,
+            "scope": ["email.read", "email.send"],  # what the API key may do with it
             "created_at": int(self.created_at),
+            "updated_at": int(self.created_at),
         }
 
 
@@ -161,8 +165,13 @@ class MessageFilter:
     subject: str | None = None
     from_: tuple[str, ...] = ()
     to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    any_email: tuple[str, ...] = ()
+    in_: str | None = None
     unread: bool | None = None
     starred: bool | None = None
+    has_attachment: bool | None = None
     thread_id: str | None = None
     received_after: int | None = None
     received_before: int | None = None
@@ -175,9 +184,65 @@ class ThreadFilter:
     subject: str | None = None
     from_: tuple[str, ...] = ()
     to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    any_email: tuple[str, ...] = ()
+    in_: str | None = None
     unread: bool | None = None
+    starred: bool | None = None
+    has_attachment: bool | None = None
     latest_message_after: int | None = None
     latest_message_before: int | None = None
+
+
+#: Folder IDs a grant has (the ``in`` filter, and ``folders`` on messages and threads).
+FOLDERS = ("INBOX", "SENT")
+
+
+def folder_column(folder: str) -> str:
+    """The grant_messages column behind a folder ID; raises InvalidInput for any other folder."""
+    found = {"INBOX": "received", "SENT": "sent"}.get(folder.strip().upper())
+    if found is None:
+        raise InvalidInput("in", f"there is no folder {folder!r}",
+                           fix=f"use one of this provider's folder IDs: {', '.join(FOLDERS)}")
+    return found
+
+
+def _address_terms(filters: MessageFilter | ThreadFilter, own: str, wrap: str) -> tuple[list[str], list[Any]]:
+    """SQL terms (each a `wrap` around a boolean) for the address filters; Bcc only where the grant may see it.
+
+    A recipient sees only itself in Bcc, so matching another address there would leak the
+    sender's Bcc list: Bcc matches on the grant's own sent mail, or on the grant's own address.
+    """
+    terms: list[str] = []
+    params: list[Any] = []
+
+    def bcc_term(value: str) -> tuple[str, list[Any]]:
+        if value.casefold() == own.casefold():
+            return "m.bcc_addrs LIKE ? ESCAPE '\\'", [_like(f" {value.casefold()} ")]
+        return "(g.sent = 1 AND m.bcc_addrs LIKE ? ESCAPE '\\')", [_like(f" {value.casefold()} ")]
+
+    for column, values in (("from_addrs", filters.from_), ("to_addrs", filters.to), ("cc_addrs", filters.cc)):
+        if values:
+            terms.append("(" + " OR ".join(wrap.format(f"m.{column} LIKE ? ESCAPE '\\'") for _ in values) + ")")
+            params += [_like(f" {v.casefold()} ") for v in values]
+    if filters.bcc:
+        parts = []
+        for v in filters.bcc:
+            sql, p = bcc_term(v)
+            parts.append(wrap.format(sql))
+            params += p
+        terms.append("(" + " OR ".join(parts) + ")")
+    if filters.any_email:
+        parts = []
+        for v in filters.any_email:
+            bcc_sql, bcc_params = bcc_term(v)
+            like = _like(f" {v.casefold()} ")
+            parts.append(wrap.format(f"(m.from_addrs LIKE ? ESCAPE '\\' OR m.to_addrs LIKE ? ESCAPE '\\'"
+                                     f" OR m.cc_addrs LIKE ? ESCAPE '\\' OR {bcc_sql})"))
+            params += [like, like, like, *bcc_params]
+        terms.append("(" + " OR ".join(parts) + ")")
+    return terms, params
 
 
 @dataclass(frozen=True)
@@ -238,6 +303,16 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
         with self.lock:
             self.db.executescript(_SCHEMA)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Add columns a database file written by an earlier version lacks."""
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(webhooks)").fetchall()}
+        if "notification_email_addresses" not in columns:
+            self.db.execute("ALTER TABLE webhooks ADD COLUMN notification_email_addresses TEXT NOT NULL DEFAULT '[]'")
+        if "updated_at" not in columns:
+            self.db.execute("ALTER TABLE webhooks ADD COLUMN updated_at REAL NOT NULL DEFAULT 0")
+            self.db.execute("UPDATE webhooks SET updated_at = created_at")
 
     def close(self) -> None:
         with self.lock:
@@ -389,16 +464,19 @@ class Store:
         if filters.subject:
             where.append("m.subject LIKE ? ESCAPE '\\'")
             params.append(_like(filters.subject))
-        for column, values in (("from_addrs", filters.from_), ("to_addrs", filters.to)):
-            if values:
-                where.append("(" + " OR ".join(f"m.{column} LIKE ? ESCAPE '\\'" for _ in values) + ")")
-                params += [_like(f" {v.casefold()} ") for v in values]
+        terms, term_params = _address_terms(filters, self.email_for_grant(grant_id) or "", "{}")
+        where += terms
+        params += term_params
+        if filters.in_ is not None:
+            where.append(f"g.{folder_column(filters.in_)} = 1")
         if filters.unread is not None:
             where.append("g.unread = ?")
             params.append(int(filters.unread))
         if filters.starred is not None:
             where.append("g.starred = ?")
             params.append(int(filters.starred))
+        if filters.has_attachment is not None:
+            where.append("m.attachments > 0" if filters.has_attachment else "m.attachments = 0")
         if filters.thread_id:
             where.append("m.thread_id = ?")
             params.append(filters.thread_id)
@@ -437,33 +515,40 @@ class Store:
             (grant_id, thread_id))
 
     def list_threads(self, grant_id: str, filters: ThreadFilter, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
+        """Thread IDs, latest activity first: a thread matches when any of its messages does."""
         having: list[str] = []
         params: list[Any] = [grant_id]
         if filters.subject:
-            having.append("SUM(subject LIKE ? ESCAPE '\\') > 0")
+            having.append("SUM(m.subject LIKE ? ESCAPE '\\') > 0")
             params.append(_like(filters.subject))
-        for column, values in (("from_addrs", filters.from_), ("to_addrs", filters.to)):
-            if values:
-                having.append("(" + " OR ".join(f"SUM({column} LIKE ? ESCAPE '\\') > 0" for _ in values) + ")")
-                params += [_like(f" {v.casefold()} ") for v in values]
+        terms, term_params = _address_terms(filters, self.email_for_grant(grant_id) or "", "SUM({}) > 0")
+        having += terms
+        params += term_params
+        if filters.in_ is not None:
+            having.append(f"MAX(g.{folder_column(filters.in_)}) = 1")
         if filters.unread is not None:
-            having.append("MAX(unread) = ?")
+            having.append("MAX(g.unread) = ?")
             params.append(int(filters.unread))
+        if filters.starred is not None:
+            having.append("MAX(g.starred) = ?")
+            params.append(int(filters.starred))
+        if filters.has_attachment is not None:
+            having.append("MAX(m.attachments > 0) = ?")
+            params.append(int(filters.has_attachment))
         if filters.latest_message_after is not None:
-            having.append("MAX(created) >= ?")
+            having.append("MAX(m.created) >= ?")
             params.append(filters.latest_message_after)
         if filters.latest_message_before is not None:
-            having.append("MAX(created) < ?")
+            having.append("MAX(m.created) < ?")
             params.append(filters.latest_message_before)
         if cursor:
             latest, last_id = decode_cursor(cursor, 2)
-            having.append("(MAX(created) < ? OR (MAX(created) = ? AND thread_id < ?))")
+            having.append("(MAX(m.created) < ? OR (MAX(m.created) = ? AND m.thread_id < ?))")
             params += [latest, latest, last_id]
         sql = (
-            "SELECT thread_id, MAX(created) AS latest FROM ("
-            " SELECT m.thread_id, m.subject, m.from_addrs, m.to_addrs, m.created, g.unread"
-            " FROM grant_messages g JOIN messages m ON m.id = g.message_id WHERE g.grant_id = ? AND g.visible = 1)"
-            " GROUP BY thread_id"
+            "SELECT m.thread_id AS thread_id, MAX(m.created) AS latest"
+            " FROM grant_messages g JOIN messages m ON m.id = g.message_id WHERE g.grant_id = ? AND g.visible = 1"
+            " GROUP BY m.thread_id"
             + (" HAVING " + " AND ".join(having) if having else "")
             + " ORDER BY latest DESC, thread_id DESC LIMIT ?"
         )
@@ -524,23 +609,54 @@ class Store:
 
     # ------------------------------------------------------------------ webhooks
 
-    def create_webhook(self, url: str, trigger_types: list[str], description: str) -> dict[str, Any]:
+    def create_webhook(self, url: str, trigger_types: list[str], description: str,
+                       notification_email_addresses: list[str] | None = None) -> dict[str, Any]:
+        now = time.time()
         hook = {"id": str(uuid.uuid4()), "url": url, "trigger_types": trigger_types,
-                "secret": secrets.token_hex(32), "description": description, "created_at": time.time()}
+                "secret": secrets.token_hex(32), "description": description, "created_at": now,
+                "notification_email_addresses": list(notification_email_addresses or []), "updated_at": now}
         with self._tx() as db:
-            db.execute("INSERT INTO webhooks (id, url, trigger_types, secret, description, created_at)"
-                       " VALUES (?, ?, ?, ?, ?, ?)",
-                       (hook["id"], url, json.dumps(trigger_types), hook["secret"], description, hook["created_at"]))
+            db.execute("INSERT INTO webhooks (id, url, trigger_types, secret, description, created_at,"
+                       " notification_email_addresses, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (hook["id"], url, json.dumps(trigger_types), hook["secret"], description, now,
+                        json.dumps(hook["notification_email_addresses"]), now))
         return hook
 
+    @staticmethod
+    def _hook(row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, "trigger_types": json.loads(row["trigger_types"]),
+                "notification_email_addresses": json.loads(row["notification_email_addresses"])}
+
     def webhooks(self, trigger: str | None = None) -> list[dict[str, Any]]:
-        hooks = [{**r, "trigger_types": json.loads(r["trigger_types"])}
-                 for r in self._all("SELECT * FROM webhooks ORDER BY created_at, id")]
+        hooks = [self._hook(r) for r in self._all("SELECT * FROM webhooks ORDER BY created_at, id")]
         return [h for h in hooks if trigger is None or trigger in h["trigger_types"]]
 
     def webhook(self, webhook_id: str) -> dict[str, Any] | None:
         row = self._one("SELECT * FROM webhooks WHERE id = ?", (webhook_id,))
-        return {**row, "trigger_types": json.loads(row["trigger_types"])} if row else None
+        return self._hook(row) if row else None
+
+    def update_webhook(self, webhook_id: str, *, url: str | None = None, trigger_types: list[str] | None = None,
+                       description: str | None = None, notification_email_addresses: list[str] | None = None,
+                       rotate_secret: bool = False) -> dict[str, Any] | None:
+        """Change the given fields (None: unchanged); the webhook afterwards, or None if there is none."""
+        sets: list[str] = []
+        params: list[Any] = []
+        for column, value in (("url", url), ("description", description),
+                              ("trigger_types", None if trigger_types is None else json.dumps(trigger_types)),
+                              ("notification_email_addresses", None if notification_email_addresses is None
+                               else json.dumps(notification_email_addresses))):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                params.append(value)
+        if rotate_secret:
+            sets.append("secret = ?")
+            params.append(secrets.token_hex(32))
+        sets.append("updated_at = ?")
+        params.append(time.time())
+        with self._tx() as db:
+            if db.execute(f"UPDATE webhooks SET {', '.join(sets)} WHERE id = ?", (*params, webhook_id)).rowcount == 0:
+                return None
+        return self.webhook(webhook_id)
 
     def delete_webhook(self, webhook_id: str) -> bool:
         with self._tx() as db:

@@ -1,21 +1,27 @@
 """Signed webhooks: the provider tells your app what happened, and you check it was the provider.
 
 Each event is POSTed as JSON (Nylas v3's notification shape) to every webhook subscribed
-to its type. The header ``X-Emailkit-Signature`` carries the hex HMAC-SHA256 of the raw
-body, keyed with the webhook's secret (shown once, when the webhook is created). A
-receiver recomputes it over the bytes it received — not over re-serialised JSON — and
-compares in constant time: `verify_signature()`.
+to its type. The header ``X-Nylas-Signature`` (Nylas's own name, so a receiver written for
+Nylas works unchanged) carries the hex HMAC-SHA256 of the raw body, keyed with the
+webhook's secret (shown once, when the webhook is created). A receiver recomputes it over
+the bytes it received — not over re-serialised JSON — and compares in constant time:
+`verify_signature()`.
+
+Creating a webhook (or pointing it at a new URL) first runs Nylas's challenge handshake:
+the provider sends ``GET <webhook_url>?challenge=<random>`` and the receiver must answer
+200 with exactly that value as the body within a few seconds (`Dispatcher.challenge`);
+otherwise the webhook is not stored.
 
 Deliveries run in the background and are retried with exponential backoff and jitter
 (`stamina`), a bounded number of times, on connection errors and non-2xx answers; a
 receiver's ``Retry-After`` is honoured (capped). Every attempt is recorded in the store.
 
-Events: ``message.sent`` (an API send was accepted by SMTP), ``message.created`` (new mail
-addressed to a grant was seen in Mailpit), ``message.bounced`` (SMTP refused a recipient
-with a 5xx reply to RCPT).
+Events (Nylas's trigger names): ``message.send_success`` (an API send was accepted by
+SMTP), ``message.created`` (new mail addressed to a grant was seen in Mailpit),
+``message.bounce_detected`` (SMTP refused a recipient with a 5xx reply to RCPT).
 
 `WebhookReceiver` is a small real HTTP server on loopback for notebooks and tests: it
-records what arrives and can be told to fail the first N deliveries.
+answers the challenge, records what arrives and can be told to fail the first N deliveries.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import secrets
 import threading
 import time
 import uuid
@@ -37,7 +44,9 @@ import stamina
 from emailkit.provider.store import Store
 
 __all__ = [
+    "CHALLENGE_TIMEOUT",
     "EVENT_TYPES",
+    "LEGACY_EVENT_TYPES",
     "SIGNATURE_HEADER",
     "Dispatcher",
     "ReceivedWebhook",
@@ -46,18 +55,28 @@ __all__ = [
     "verify_signature",
 ]
 
-SIGNATURE_HEADER = "X-Emailkit-Signature"
+SIGNATURE_HEADER = "X-Nylas-Signature"
 
-#: Trigger types a webhook may subscribe to, and when each fires.
+#: Trigger types a webhook may subscribe to (Nylas's names), and when each fires.
 EVENT_TYPES: dict[str, str] = {
-    "message.sent": "a message sent through the API was accepted by the SMTP server",
+    "message.send_success": "a message sent through the API was accepted by the SMTP server",
     "message.created": "new mail addressed to a grant appeared in Mailpit",
-    "message.bounced": "the SMTP server refused a recipient with a permanent (5xx) reply",
+    "message.bounce_detected": "the SMTP server refused a recipient with a permanent (5xx) reply",
 }
+
+#: The provider's earlier names, still accepted when a webhook is created (stored and sent under
+#: Nylas's name), so code written before the rename keeps working.
+LEGACY_EVENT_TYPES: dict[str, str] = {
+    "message.sent": "message.send_success",
+    "message.bounced": "message.bounce_detected",
+}
+
+#: Seconds a receiver has to answer the challenge GET (Nylas allows 10).
+CHALLENGE_TIMEOUT = 10.0
 
 
 def sign(secret: str, body: bytes) -> str:
-    """Hex HMAC-SHA256 of `body` keyed with `secret` (the value of ``X-Emailkit-Signature``)."""
+    """Hex HMAC-SHA256 of `body` keyed with `secret` (the value of ``X-Nylas-Signature``)."""
     return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
@@ -116,6 +135,25 @@ class Dispatcher:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return len(hooks)
+
+    async def challenge(self, url: str, timeout: float = CHALLENGE_TIMEOUT) -> str | None:
+        """Nylas's handshake: ``GET url?challenge=<random>`` must answer 200 with that value.
+
+        Returns None when the receiver answered correctly, else what went wrong (for the 400).
+        """
+        value = secrets.token_urlsafe(24)
+        try:
+            async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+                response = await client.get(url, params={"challenge": value},
+                                            headers={"User-Agent": "emailkit-provider-webhooks/1"})
+        except httpx.HTTPError as exc:
+            return f"the challenge GET to {url} failed ({exc.__class__.__name__}: {exc or 'no answer'})"
+        if response.status_code != 200:
+            return f"the challenge GET to {url} was answered {response.status_code}, not 200"
+        if response.text.strip() != value:
+            return (f"the challenge GET to {url} was answered without the challenge value; answer 200 with "
+                    "the 'challenge' query parameter as the whole body")
+        return None
 
     @property
     def pending(self) -> int:
@@ -213,10 +251,24 @@ class WebhookReceiver:
         self.fail_first = fail_first
         self.fail_status = fail_status
         self.received: list[ReceivedWebhook] = []
+        self.challenges: list[str] = []  # the challenge GETs answered
         self._cond = threading.Condition()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - Nylas's challenge handshake
+                from urllib.parse import parse_qs, urlsplit
+
+                challenge = parse_qs(urlsplit(self.path).query).get("challenge", [""])[0]
+                body = challenge.encode("utf-8")
+                with receiver._cond:
+                    receiver.challenges.append(challenge)
+                self.send_response(200 if challenge else 400)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
@@ -271,8 +323,10 @@ class WebhookReceiver:
         """Wait until `count` deliveries (of event `type`, if given) were accepted; return them."""
         deadline = time.monotonic() + timeout
 
+        wanted = LEGACY_EVENT_TYPES.get(type, type) if type is not None else None
+
         def matching() -> list[ReceivedWebhook]:
-            return [r for r in self.received if r.status == 200 and (type is None or r.json().get("type") == type)]
+            return [r for r in self.received if r.status == 200 and (wanted is None or r.json().get("type") == wanted)]
 
         with self._cond:
             while len(found := matching()) < count:

@@ -181,7 +181,7 @@ def test_a_refused_item_fails_alone_and_webhooks_fire_per_item(picky: tuple[Prov
     bad, good = "bounce-" + address(), address("good")
     with WebhookReceiver() as receiver:
         hook = http.post("/v3/webhooks", json={"webhook_url": receiver.url,
-                                               "trigger_types": ["message.sent", "message.bounced"]}).json()["data"]
+                                               "trigger_types": ["message.send_success", "message.bounce_detected"]}).json()["data"]
         try:
             r = http.post(f"/v3/grants/{ann.id}/messages/send-batch", json={"messages": [
                 {"to": [{"email": address()}], "subject": "first", "body": "x"},
@@ -201,8 +201,8 @@ def test_a_refused_item_fails_alone_and_webhooks_fire_per_item(picky: tuple[Prov
             assert [s["message_id"] for s in provider.store.sent_records(ann.id)] == [
                 first["message_id"], partly["message_id"]]
             events = receiver.wait_for(4)
-            sent = sorted(e.json()["data"]["object"]["id"] for e in events if e.json()["type"] == "message.sent")
-            bounced = [e.json()["data"]["object"] for e in events if e.json()["type"] == "message.bounced"]
+            sent = sorted(e.json()["data"]["object"]["id"] for e in events if e.json()["type"] == "message.send_success")
+            bounced = [e.json()["data"]["object"] for e in events if e.json()["type"] == "message.bounce_detected"]
             assert sent == sorted([first["id"], partly["id"]])
             assert sorted((b["id"] or "") for b in bounced) == sorted(["", partly["id"]])  # no id: nothing stored
             assert all(b["bounced_recipients"][0]["email"] == bad for b in bounced)

@@ -138,14 +138,14 @@ async def test_a_bounce_is_a_422_not_retried_and_a_signed_webhook(rest: Rest) ->
     subject = f"bounce {uuid.uuid4().hex}"
     with WebhookReceiver() as receiver:
         hook = httpx.post(f"{rest.provider.url}/v3/webhooks", headers=rest.headers,
-                          json={"webhook_url": receiver.url, "trigger_types": ["message.bounced"]}).json()["data"]
+                          json={"webhook_url": receiver.url, "trigger_types": ["message.bounce_detected"]}).json()["data"]
         try:
             set_chaos(rest.sandbox.api_url, recipient=(550, 100))
             async with httpx.AsyncClient(headers=rest.headers, timeout=10) as client:
                 outcome = await send_rest_with_retry(client, rest.send_url, payload(subject, "gone@example.com"),
                                                      policy=FAST)
             set_chaos(rest.sandbox.api_url)
-            [event] = receiver.wait_for(1, timeout=10, type="message.bounced")
+            [event] = receiver.wait_for(1, timeout=10, type="message.bounce_detected")
         finally:
             set_chaos(rest.sandbox.api_url)
             httpx.delete(f"{rest.provider.url}/v3/webhooks/{hook['id']}", headers=rest.headers)
