@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone, tzinfo
 from typing import Any
+from email.utils import getaddresses
 from urllib.parse import quote
 
 from starlette.applications import Starlette
@@ -79,7 +80,8 @@ def _json(value: Any, status: int = 200) -> Response:
 
 
 def _text(message: str, status: int = 200) -> Response:
-    return PlainTextResponse(message, status_code=status)
+    # Mailpit's httpError and "ok": Content-Type "text/plain", no charset (Starlette would add one)
+    return Response(message.encode("utf-8"), status_code=status, headers={"Content-Type": "text/plain"})
 
 
 def _ok() -> Response:
@@ -441,9 +443,14 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
         from_email = _string(sender.get("Email"), "From.Email", as_json=True)
         from_name = _string(sender.get("Name"), "From.Name", as_json=True)
         try:
-            parse_address(from_email, "From")
+            parsed_name, from_email = parse_address(from_email, "From")  # also takes "Name <a@b.c>", as Mailpit
+            from_name = from_name or parsed_name
         except InvalidInput:
-            raise _BadRequest(f"invalid From address: {from_email}", as_json=True) from None
+            # Mailpit parses From.Email as an address list entry: "API <api@example.com>" is accepted
+            parsed_from = getaddresses([from_email]) if "<" in from_email else []
+            if len(parsed_from) != 1 or "@" not in parsed_from[0][1]:
+                raise _BadRequest(f"invalid From address: {from_email}", as_json=True) from None
+            from_name, from_email = from_name or parsed_from[0][0], parsed_from[0][1]
         to = addresses("To", "To")
         cc = addresses("Cc", "Cc")
         bcc = addresses("Bcc", "Bcc")
@@ -597,7 +604,7 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
     async def webui(request: Request) -> Response:
         return _json(
             {
-                "Label": "emailkit sandbox",
+                "Label": "",  # as the lab's Mailpit, started without --label
                 "MessageRelay": {
                     "Enabled": False,
                     "SMTPServer": "",
@@ -609,6 +616,7 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
                     "RecipientAllowlist": "",
                 },
                 "SpamAssassin": False,
+                "Rspamd": False,
                 "ChaosEnabled": chaos.enabled,
                 "DuplicatesIgnored": False,
                 "HideDeleteAllButton": False,

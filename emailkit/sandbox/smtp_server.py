@@ -27,6 +27,7 @@ import collections
 import functools
 import inspect
 import logging
+import re
 import socket
 import ssl
 import time
@@ -98,6 +99,12 @@ def _set_header(raw: bytes, name: str, value: str) -> bytes:
             return raw[:pos] + line + raw[cont:]
         pos = stop
     return line + raw
+
+
+# Mailpit's answer to an address in <...> that is not an RFC 5321 address (MAIL FROM and RCPT TO)
+_NOT_RFC5321 = "553 5.1.3 The address is not a valid RFC 5321 address"
+_BRACKETED_FROM = re.compile(r"^FROM:\s*<", re.I)
+_BRACKETED_TO = re.compile(r"^TO:\s*<", re.I)
 
 
 def _valid_address(address: str) -> bool:
@@ -278,11 +285,32 @@ class _SandboxSMTP(SMTP):
 
     async def smtp_MAIL(self, arg: str | None) -> None:
         self._command = "MAIL"
+        if self.session is not None and self.session.host_name and not _BRACKETED_FROM.match(arg or ""):
+            # Mailpit's MAIL FROM pattern wants <...>: a bare address is a syntax error there
+            await self.push("501 5.5.4 Syntax error in parameters or arguments (invalid FROM parameter)")
+            return
+        if self.envelope is not None and self.envelope.mail_from:
+            if self.envelope.rcpt_tos:
+                await self.push("503 5.5.1 Bad sequence of commands (RSET/HELO/EHLO required before MAIL)")
+                return
+            self._set_rset_state()  # Mailpit: a second MAIL before any RCPT starts the transaction again
         await super().smtp_MAIL(arg)
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         self._command = "RCPT"
+        if self.envelope is not None and self.envelope.mail_from and not _BRACKETED_TO.match(arg or ""):
+            await self.push("501 5.5.4 Syntax error in parameters or arguments (invalid TO parameter)")
+            return
         await super().smtp_RCPT(arg)
+
+    async def smtp_VRFY(self, arg: str) -> None:
+        await self.push("502 5.5.1 Command not implemented")  # Mailpit: HELP, VRFY and EXPN
+
+    async def smtp_HELP(self, arg: str) -> None:
+        await self.push("502 5.5.1 Command not implemented")
+
+    async def smtp_EXPN(self, arg: str) -> None:
+        await self.push("502 5.5.1 Command not implemented")
 
     async def smtp_DATA(self, arg: str) -> None:
         self._command = "DATA"
@@ -326,13 +354,23 @@ class _Handler:
             "503 Error: need RCPT command": "503 5.5.1 Bad sequence of commands (MAIL & RCPT required before DATA)",
             "503 Already authenticated": "503 5.5.1 Bad sequence of commands (already authenticated for this session)",
         }
+        # aiosmtpd's "503 Error: send HELO first", by command, as Mailpit words each
+        self._before_helo = {
+            "MAIL": "503 5.5.1 Bad sequence of commands (HELO/EHLO required before MAIL)",
+            "RCPT": "503 5.5.1 Bad sequence of commands (MAIL required before RCPT)",
+            "DATA": "503 5.5.1 Bad sequence of commands (MAIL & RCPT required before DATA)",
+        }
 
     def rewrite(self, reply: str, command: str) -> str:
         """aiosmtpd's wording → Mailpit's, for the replies a client can observe."""
         mapped = self._rewrites.get(reply)
         if mapped is not None:
             return mapped
-        if reply.startswith(("553 5.1.3 Error: malformed address", "501 Syntax: MAIL", "501 Syntax: RCPT")):
+        if reply.startswith("503 Error: send HELO first") and command in self._before_helo:
+            return self._before_helo[command]
+        if reply.startswith("553 5.1.3 Error: malformed address"):
+            return _NOT_RFC5321
+        if reply.startswith(("501 Syntax: MAIL", "501 Syntax: RCPT")):
             which = "TO" if command == "RCPT" else "FROM"
             return f"501 5.5.4 Syntax error in parameters or arguments (invalid {which} parameter)"
         if reply.startswith("500 Error: command "):
@@ -369,7 +407,7 @@ class _Handler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
         if address != "<>" and not _valid_address(address):
-            return "501 5.5.4 Syntax error in parameters or arguments (invalid FROM parameter)"
+            return _NOT_RFC5321
         refusal = self.chaos.reply("Sender")
         if refusal is not None:
             return refusal
@@ -381,7 +419,7 @@ class _Handler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
         if not _valid_address(address):
-            return "501 5.5.4 Syntax error in parameters or arguments (invalid TO parameter)"
+            return _NOT_RFC5321
         refusal = self.chaos.reply("Recipient")
         if refusal is not None:
             return refusal

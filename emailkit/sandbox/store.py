@@ -440,7 +440,9 @@ class Store:
                 if limit > 0
                 else []
             )
-            return self._summaries(rows), total, unread
+            # Mailpit's search (unlike its list) leaves an empty ReplyTo null, as Cc and Bcc
+            found = [dict(s, ReplyTo=s["ReplyTo"] or None) for s in self._summaries(rows)]
+            return found, total, unread
 
     def latest(self, query: str | None = None, *, tz: tzinfo | None = None) -> str | None:
         """ID of the newest message (matching `query` when given), or None."""

@@ -9,6 +9,7 @@ for the summary line the run prints.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,8 @@ RUN_DEPENDENT_KEYS = {
     "Version", "LatestVersion",
     "SMTPAcceptedSize",
 }
+# Counters since the server started: the two servers of a session have had different histories.
+CUMULATIVE_KEYS = {"MessagesDeleted", "SMTPAccepted", "SMTPRejected", "SMTPIgnored"}
 # Keys that are run-dependent only for mail received over SMTP: the server writes its own Received:
 # header (its host name, queue ID and clock) into the stored message, so the size differs by that.
 SIZE_KEYS = {"Size"}
@@ -31,6 +34,7 @@ _MAILPIT_ID = re.compile(r"\b[A-Za-z0-9]{22}\b")  # Mailpit's short UUIDs (and t
 _RFC3339 = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})")
 _RFC2822_DATE = re.compile(
     r"\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{1,2} \w{3} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}(?: \([A-Z]+\))?")
+_LOOPBACK_PORT = re.compile(r"\b(127\.0\.0\.1|localhost):\d{2,5}\b")  # each server's free port
 _BOUNDARY = re.compile(r'boundary=\\?"?([^"\\;\s]+)', re.IGNORECASE)
 # Mailpit writes its --label into Received: ("by host (Mailpit (emailkit lab))"): configuration, not behaviour.
 _LABEL = re.compile(r"\(Mailpit \([^()]*\)\)")
@@ -41,6 +45,7 @@ def mask(text: str, *, hostnames: tuple[str, ...] = (), boundaries: tuple[str, .
     for boundary in sorted(boundaries, key=len, reverse=True):
         text = text.replace(boundary, "<boundary>")
     text = _MAILPIT_ID.sub("<id>", text)  # before host names: a random ID may contain one
+    text = _LOOPBACK_PORT.sub(r"\1:<port>", text)
     for name in sorted({h for h in hostnames if h}, key=len, reverse=True):
         text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", "<host>", text)
     text = _LABEL.sub("(Mailpit)", text)
@@ -53,9 +58,18 @@ def boundaries_in(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_BOUNDARY.findall(text)))
 
 
+_AUTH_LINE = re.compile(r"^(.*250[- ]AUTH )(.+)$")
+
+
 def normalise_line(line: str, *, hostnames: tuple[str, ...] = (), boundaries: tuple[str, ...] = ()) -> str:
-    """One SMTP/POP3 reply line with host names, queue IDs and times masked, trailing CR/LF dropped."""
-    return mask(line.rstrip("\r\n"), hostnames=hostnames, boundaries=boundaries)
+    """One SMTP/POP3 reply line with host names, queue IDs and times masked, trailing CR/LF dropped.
+
+    The mechanisms after ``250-AUTH`` are sorted: Mailpit lists them in Go map order, which changes
+    from one connection to the next.
+    """
+    line = mask(line.rstrip("\r\n"), hostnames=hostnames, boundaries=boundaries)
+    auth = _AUTH_LINE.match(line)
+    return f"{auth.group(1)}{' '.join(sorted(auth.group(2).split()))}" if auth else line
 
 
 def normalise_json(value: Any, *, key: str = "", hostnames: tuple[str, ...] = (),
@@ -66,6 +80,8 @@ def normalise_json(value: Any, *, key: str = "", hostnames: tuple[str, ...] = ()
                 for k, v in value.items()}
     if isinstance(value, list):
         return [normalise_json(v, key=key, hostnames=hostnames, boundaries=boundaries, smtp=smtp) for v in value]
+    if key in CUMULATIVE_KEYS and isinstance(value, int):
+        return f"<{key}>"
     if key in RUN_DEPENDENT_KEYS and value not in (None, "", 0):
         return f"<{key}>"
     if key in SIZE_KEYS and smtp and isinstance(value, int) and value:
@@ -136,14 +152,22 @@ def _key_order(check: str, real: Any, ours: Any, path: str) -> list[Difference]:
 
 
 def diff_lines(check: str, real: list[str], ours: list[str]) -> tuple[int, list[Difference]]:
-    """Compare two (already normalised) lists of reply lines, position by position."""
+    """Compare two (already normalised) lists of reply lines.
+
+    Lines are aligned first (difflib), so one extra or missing line is one difference, not a cascade:
+    each differing run is reported at ``lines A-B`` (positions in Mailpit's answer, 1-based) with
+    both sides' lines.
+    """
     count = max(len(real), len(ours))
     diffs = []
-    for i in range(count):
-        a = real[i] if i < len(real) else _MISSING
-        b = ours[i] if i < len(ours) else _MISSING
-        if a != b:
-            diffs.append(Difference(check, f"line {i + 1}", a, b))
+    matcher = difflib.SequenceMatcher(a=real, b=ours, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        where = f"line {i1 + 1}" if i2 - i1 <= 1 else f"lines {i1 + 1}-{i2}"
+        if tag == "insert":
+            where = f"after line {i1}"
+        diffs.append(Difference(check, where, real[i1:i2] or _MISSING, ours[j1:j2] or _MISSING))
     return count, diffs
 
 
