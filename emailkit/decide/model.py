@@ -461,6 +461,9 @@ class _Outcome:
     rest_margin: int
 
 
+_PATH_NAMES = {"smtp": "SMTP", "api": "API"}
+
+
 def _other(path: str) -> str:
     return "api" if path == "smtp" else "smtp"
 
@@ -557,10 +560,17 @@ def _routes(outcome: _Outcome, criteria: Criteria, reasons: tuple[Reason, ...]) 
                 option = criteria.questions[reason.question].option(reason.answer)
                 if reason.favours == path and option.traffic:
                     routes.append(Route(option.traffic, path, how[path]))
+        # A hybrid needs mail on both paths. The rest of the traffic follows the points, unless one
+        # path has no traffic of its own: then the rest takes that path (else that path would be empty).
+        covered = {r.path for r in routes}
+        missing = [p for p in ("smtp", "api") if p not in covered]
         margin = outcome.api - outcome.smtp
         leader = "api" if margin > 0 else "smtp" if margin < 0 else criteria.rules.tie
-        routes.append(Route(rest, leader, how[leader]))
-    routes.append(Route("both paths", "hybrid", how["hybrid"]))
+        rest_path = missing[0] if missing else leader
+        routes.append(Route(rest, rest_path, how[rest_path]))
+        for path in missing[1:]:  # neither path had traffic of its own: name the answers that pull there
+            labels = "; ".join(r.answer_label.lower() for r in reasons if r.favours == path)
+            routes.append(Route(f"the mail your {_PATH_NAMES[path]}-leaning answers describe ({labels})", path, how[path]))
     return tuple(routes)
 
 
