@@ -62,19 +62,24 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; only the subcommands in `commands` (default: all) import their module for their flags,
+    so ``emailkit --help`` and ``emailkit decide ...`` never load the servers."""
     parser = argparse.ArgumentParser(prog="emailkit", description="SMTP, REST API, or both? Live evidence.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in _COMMANDS.items():
-        module = importlib.import_module(module_name)
         command = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(command)
-        command.set_defaults(_run=module.run)
+        if commands is None or name in commands:
+            module = importlib.import_module(module_name)
+            module.add_arguments(command)
+            command.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((w for w in words if not w.startswith("-")), None)
+    args = build_parser([chosen] if chosen in _COMMANDS else []).parse_args(words)
     try:
         return int(args._run(args))
     except KeyboardInterrupt:

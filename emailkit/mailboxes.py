@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from .errors import EmailkitError, InvalidInput, MailpitError
-from .mailpit import Mailpit, shown_url
+from .mailpit import MAILPIT_VERSION, Mailpit, shown_url
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
@@ -55,8 +55,6 @@ __all__ = [
 Backend = Literal["auto", "external", "mailpit", "sandbox"]
 BACKENDS: tuple[str, ...] = ("auto", "external", "mailpit", "sandbox")
 
-#: The Mailpit release `make mailpit` builds, docker-compose.yml runs and the contract tests read.
-MAILPIT_VERSION = "v1.33.1"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,12 @@ import httpx
 
 from .errors import MailpitError, MailpitNotFound, MailpitTimeout, MailpitUnreachable
 
-__all__ = ["Address", "AsyncMailpit", "Mailpit", "Message", "MessageSummary", "MessagesPage", "shown_url"]
+__all__ = ["MAILPIT_VERSION", "Address", "AsyncMailpit", "Mailpit", "Message", "MessageSummary", "MessagesPage",
+           "shown_url"]
+
+#: The Mailpit release the workbook is built and tested against: `make mailpit` builds it,
+#: docker-compose.yml runs it, the sandbox imitates it and the contract tests read its spec.
+MAILPIT_VERSION = "v1.33.1"
 
 T = TypeVar("T")
 
