@@ -43,7 +43,9 @@ _AUTH_HEADER = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _COOKIE_HEADER = re.compile(r"^((?:Set-)?Cookie:\s*).*$", re.IGNORECASE | re.MULTILINE)
-_BEARER = re.compile(r"(\bBearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+# A Bearer token (RFC 6750's b64token), but not a challenge's auth-params: `WWW-Authenticate: Bearer
+# realm="emailkit", error="invalid_token"` carries no secret (a token68 ends in "=" padding only).
+_BEARER = re.compile(r"(\bBearer\s+)(?![\w!#$%&'*+.^`|~-]+\s*=\s*[^=\s,])[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 _POP3_PASS = re.compile(r"^(PASS|APOP\s+\S+)\s+.*$", re.MULTILINE)  # POP3 clients send these upper-case
 _XOAUTH2_RAW = re.compile(r"(auth=Bearer\s+)[^\x01\s]+", re.IGNORECASE)
 _WEBHOOK_SIG = re.compile(r"^((?:X-[\w-]*Signature|X-Webhook-Secret):\s*).*$", re.IGNORECASE | re.MULTILINE)

@@ -100,3 +100,13 @@ def test_a_message_body_line_starting_with_auth_is_content_not_a_command() -> No
     assert shown == [t for _, t in lines]
     # ...and after the message, AUTH is recognised again.
     assert r.line("C", "AUTH PLAIN AGJvYgBzZWNyZXQ=") == f"AUTH PLAIN {MASK}"
+
+
+def test_a_bearer_challenge_keeps_its_realm_and_error() -> None:
+    # A 401's challenge names the realm and the error: no secret, and nothing to mask.
+    challenge = 'WWW-Authenticate: Bearer realm="emailkit", error="invalid_token"'
+    assert redact(challenge) == challenge
+    assert redact("www-authenticate: Bearer error=invalid_token") == "www-authenticate: Bearer error=invalid_token"
+    # ...while a token, with or without base64 padding, is still masked wherever it appears.
+    assert redact(f"sent Bearer {SECRET}== to the API") == f"sent Bearer {MASK} to the API"
+    assert redact(f"Bearer {SECRET}") == f"Bearer {MASK}"
