@@ -36,7 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`emailkit run`: execute every numbered notebook in order into --output."""
+    import tempfile
+
     import nbformat
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
@@ -48,14 +51,23 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
-        client = NotebookClient(nb, timeout=args.timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(path.parent)}})
-        try:
-            client.execute()
-            status = "ok"
-        except CellExecutionError as exc:
-            failed += 1
-            status = f"FAILED: {str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__}"
+        # The kernel talks to us over IPC (Unix sockets in a private 0700 folder), not over loopback
+        # TCP: nothing else on the machine can connect to it, and ipykernel has no reason to warn
+        # "Kernel is running over TCP without encryption" (once per notebook).
+        with tempfile.TemporaryDirectory(prefix="emailkit-kernel-") as sockets:
+            km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"),
+                               connection_file=str(Path(sockets) / "kernel.json"))
+            client = NotebookClient(nb, km=km, timeout=args.timeout, kernel_name="python3",
+                                    resources={"metadata": {"path": str(path.parent)}})
+            try:
+                client.execute()
+                status = "ok"
+            except CellExecutionError as exc:
+                failed += 1
+                status = f"FAILED: {str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__}"
+            finally:  # a kernel manager we pass in is ours to stop (nbclient stops only its own)
+                if km.has_kernel:
+                    km.shutdown_kernel(now=True)
         nbformat.write(nb, args.output / path.name)
         print(f"{path.name}: {status}")
     print(f"Executed notebooks are in {args.output}/")

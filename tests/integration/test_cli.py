@@ -99,6 +99,8 @@ def test_run_executes_every_numbered_notebook_and_reports_failures(tmp_path: Pat
     assert sorted(p.name for p in out.iterdir()) == ["00_fine.ipynb", "01_broken.ipynb"]
     executed = json.loads((out / "00_fine.ipynb").read_text())
     assert "".join(executed["cells"][1]["outputs"][0]["text"]) == "42\n"
+    # The kernels talk over IPC and are shut down: no TCP-encryption or orphaned-kernel warnings.
+    assert "without encryption" not in result.stderr and "Parent appears to have exited" not in result.stderr
 
 
 def test_a_server_that_cannot_bind_leaves_nothing_behind() -> None:
