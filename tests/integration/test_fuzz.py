@@ -211,3 +211,245 @@ def test_smtp_still_answers_after_fuzzing(box: Sandbox) -> None:
         assert wire.command(b"NOOP")[0] == 250
     finally:
         wire.close()
+
+
+# --------------------------------------------------------------------------- the limits (emailkit.limits)
+#
+# Strategies for the classes of input that once crashed a server: deep nesting, huge numbers, lone
+# surrogates, long queries and many terms. Every answer is a 200 or a 4xx in the API's own shape,
+# the keep-alive connection survives (the next request travels on the same TCP connection), and the
+# in-process parsers (SMTP and POP3 commands over the wire, the search query, the MIME summariser)
+# either work or refuse with their own error — never anything else.
+
+from emailkit.limits import INT_MAX, INT_MIN, JSON_MAX_DEPTH, SEARCH_MAX_TERMS  # noqa: E402
+
+QUICK = settings(max_examples=int(os.environ.get("EMAILKIT_FUZZ_EXAMPLES", "60")), deadline=None,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+#: JSON text nested from a little below the limit to far past what the C decoder could take.
+nesting = st.tuples(st.integers(JSON_MAX_DEPTH - 3, 3_000), st.sampled_from(["[", '{"k":']),
+                    st.sampled_from(["1", '"x"', "[]", "{}"])).map(
+    lambda t: t[1] * t[0] + t[2] + ("]" if t[1] == "[" else "}") * t[0])
+#: Numbers as JSON text: past 64 bits, thousands of digits, floats that overflow; and a few that fit.
+huge_numbers = (st.integers(INT_MAX + 1, 10**60) | st.integers(-(10**60), INT_MIN - 1)).map(str) | \
+    st.integers(20, 6_000).map(lambda n: "9" * n) | st.sampled_from(["1e999", "-1e400", "1" + "0" * 400 + ".5"]) | \
+    st.sampled_from([str(INT_MAX), str(INT_MIN), "0"])
+#: Text with lone UTF-16 surrogates, as JSON escapes (json.dumps writes them as \udXXX).
+surrogates = st.lists(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF) | st.characters(),
+                      min_size=1, max_size=12).map(lambda cs: json.dumps("".join(cs)))
+_value = (st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+          | st.tuples(st.integers(1, 45), st.sampled_from(["", "k", "kb", "mb", ".5mb"])).map(lambda t: "9" * t[0] + t[1])
+          | st.builds('"Mon, {} Jan {} 00:00:00 {}"'.format, st.integers(1, 10**20), st.integers(1, 10**20),
+                      st.sampled_from(["+0000", "+99999999999999999999"])))
+_term = st.tuples(st.sampled_from(["from:", "to:", "subject:", "message-id:", "tag:", "larger:", "smaller:", "before:",
+                                   "after:", "-", "!", "addressed:", "-addressed:", "is:", "has:", ""]), _value).map(
+    "".join)
+#: Queries up to 12 x the term limit (SQLite refuses an expression 1,000 deep), and single terms up to
+#: 6,000 characters.
+many_terms = st.lists(_term, max_size=SEARCH_MAX_TERMS * 12).map(" ".join) | \
+    st.integers(1, 1_500).map(lambda n: " ".join(["x"] * n)) | \
+    st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=6_000)
+bad_json_value = nesting | huge_numbers | surrogates
+
+
+def same_connection(first: httpx.Response, second: httpx.Response) -> None:
+    ports = [r.extensions["network_stream"].get_extra_info("client_addr") for r in (first, second)]
+    assert ports[0] == ports[1], "the server dropped the keep-alive connection"
+
+
+SANDBOX_JSON_ROUTES = [
+    ("POST", "/api/v1/send", '{"From": {"Email": "a@example.com"}, "To": [{"Email": "b@example.com"}], "Subject": %s}'),
+    ("PUT", "/api/v1/messages", '{"Read": true, "IDs": %s}'),
+    ("DELETE", "/api/v1/messages", '{"IDs": %s}'),
+    ("PUT", "/api/v1/tags", '{"Tags": %s, "IDs": []}'),
+    ("PUT", "/api/v1/tags/none", '{"Name": %s}'),
+]
+
+
+@QUICK
+@given(route=st.sampled_from(SANDBOX_JSON_ROUTES), value=bad_json_value)
+def test_sandbox_json_bodies_past_the_limits(http: httpx.Client, route: tuple[str, str, str], value: str) -> None:
+    method, path, template = route
+    before = count(http)
+    r = http.request(method, path, content=(template % value).encode("utf-8", "surrogatepass"),
+                     headers={"Content-Type": "application/json"})
+    event(f"{method} {path}: HTTP {r.status_code}")
+    assert r.status_code in (200, 400), (r.status_code, r.text[:300])
+    if r.status_code == 400:  # Mailpit's shapes: {"Error": ...} from /send, text/plain elsewhere
+        assert (r.json()["Error"] if path == "/api/v1/send" else r.text)
+    after = http.get("/api/v1/info")
+    same_connection(r, after)
+    if path != "/api/v1/send" or r.status_code != 200:
+        # Deletes are only ever of IDs that exist nowhere, so the count stays (or grows by the one sent).
+        assert int(after.json()["Messages"]) == before
+
+
+@QUICK
+@given(query=many_terms, route=st.sampled_from(["GET /api/v1/search", "DELETE /api/v1/search",
+                                                 "GET /api/v1/message/latest", "PUT /api/v1/messages"]))
+def test_every_search_route_with_long_and_many_terms(http: httpx.Client, query: str, route: str) -> None:
+    http.post("/api/v1/send", json={"From": {"Email": "keep@example.com"}, "To": [{"Email": "b@example.com"}],
+                                    "Subject": "kept", "Text": "kept"})
+    method, path = route.split(" ")
+    if method == "PUT":
+        r = http.put(path, json={"Search": query, "Read": False})
+    else:
+        r = http.request(method, path, params={"query": query})
+    event(f"{route}: HTTP {r.status_code}")
+    assert r.status_code in (200, 400, 404), (r.status_code, r.text[:300])  # 404: latest found no match
+    if r.status_code == 400:
+        assert r.headers["content-type"].startswith("text/plain") and r.text
+    same_connection(r, http.get("/api/v1/info"))
+
+
+# -- the search-query parser, in process: a query either becomes SQL that SQLite runs, or a SearchError
+
+
+@pytest.fixture(scope="module")
+def search_store() -> Iterator[Any]:
+    from emailkit.sandbox.store import Store
+
+    with Store() as store:
+        store.add(b'Message-ID: <"a,b"@x>\r\nFrom: Ann <ann@example.com>\r\nTo: bob@example.com\r\n'
+                  b"Subject: fuzz\r\n\r\nhello\r\n")
+        yield store
+
+
+@settings(max_examples=int(os.environ.get("EMAILKIT_FUZZ_EXAMPLES", "400")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=many_terms, tz=st.none() | st.sampled_from(["UTC", "Pacific/Kiritimati", "Etc/GMT+12"]) |
+       st.text(max_size=400))
+def test_search_query_parser(search_store: Any, query: str, tz: str | None) -> None:
+    from emailkit.sandbox.search import SearchError, resolve_tz
+
+    try:
+        zone = resolve_tz(tz)
+        page, matches, unread = search_store.search(query, 0, 10, tz=zone)
+    except SearchError as exc:
+        event("SearchError")
+        assert str(exc)
+        return
+    event("searched")
+    assert 0 <= unread <= matches <= 1 and len(page) == matches
+
+
+# -- the MIME summariser, in process: any bytes give a summary, or MessageTooComplex past a limit
+
+_mime_leaf = st.sampled_from([b"Content-Type: text/plain\r\n\r\nhello\r\n",
+                              b"Content-Type: text/html; charset=utf-8\r\n\r\n<p>hi</p>\r\n",
+                              b'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename="a.pdf"'
+                              b"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n",
+                              b"Content-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nbody\r\n"])
+
+
+def _multipart(parts: list[bytes], boundary: bytes) -> bytes:
+    body = b"".join(b"--" + boundary + b"\r\n" + p for p in parts)
+    return b'Content-Type: multipart/mixed; boundary="' + boundary + b'"\r\n\r\n' + body + b"--" + boundary + b"--\r\n"
+
+
+_counter = iter(range(10**9))
+mime_trees = st.recursive(_mime_leaf, lambda inner: st.lists(inner, min_size=1, max_size=3).map(
+    lambda parts: _multipart(parts, b"b%d" % next(_counter))), max_leaves=12)
+deep_mime = st.integers(1, 1_500).map(lambda depth: b"".join(
+    b'Content-Type: multipart/mixed; boundary="d%d"\r\n\r\n--d%d\r\n' % (i, i) for i in range(depth))
+    + b"Content-Type: text/plain\r\n\r\ndeep\r\n" + b"".join(b"--d%d--\r\n" % i for i in reversed(range(depth))))
+
+
+@settings(max_examples=int(os.environ.get("EMAILKIT_FUZZ_EXAMPLES", "300")), deadline=None)
+@given(body=mime_trees | deep_mime | st.binary(max_size=2_000),
+       head=st.binary(max_size=200).filter(lambda b: b"\r\n\r\n" not in b))
+def test_mime_summariser(body: bytes, head: bytes) -> None:
+    from emailkit.sandbox.summary import MessageTooComplex, find_part, parse_message, summarize
+
+    raw = b"From: a@example.com\r\nSubject: fuzz\r\n" + head + b"\r\n" + body
+    try:
+        summary = summarize(raw)
+        parsed = parse_message(raw)
+        find_part(raw, "1.1")
+    except MessageTooComplex as exc:
+        event(f"refused: {exc.limit}")
+        return
+    event("summarised")
+    assert summary.size == len(raw) and isinstance(parsed.text, str)
+
+
+# -- the SMTP and POP3 command parsers, over the wire: every line gets a reply, the server keeps answering
+
+command_lines = st.binary(max_size=600).map(lambda b: b.replace(b"\n", b" ").replace(b"\r", b" ")) | \
+    st.sampled_from([b"MAIL FROM:<a@example.com> SIZE=" + b"9" * 40, b"RCPT TO:<" + b"x" * 2_000 + b"@example.com>",
+                     b"AUTH PLAIN " + b"A" * 70_000, b"EHLO " + b"\xff" * 50, b"DATA", b"RSET", b"\x00" * 10,
+                     b"BDAT 10", b"VRFY " + b"\xed\xa0\x80"])
+
+
+@QUICK
+@given(lines=st.lists(command_lines, min_size=1, max_size=8))
+def test_smtp_command_parser(box: Sandbox, http: httpx.Client, lines: list[bytes]) -> None:
+    before = count(http)
+    wire = SMTPWire(box.smtp_host, box.smtp_port)
+    try:
+        wire.command(b"EHLO fuzz.example")
+        for line in lines:
+            if line.strip().upper() == b"DATA":
+                continue  # DATA would take the next lines as a message; the message paths are fuzzed above
+            code, text = wire.command(line)
+            event(f"SMTP {code}")
+            assert 200 <= code < 600, text
+            if code == 421 or "goodbye" in text:  # aiosmtpd ends a session of bogus commands: a reply, then the end
+                return
+        assert wire.command(b"RSET")[0] == 250
+        assert wire.command(b"NOOP")[0] == 250
+    finally:
+        wire.close()
+    assert count(http) == before
+
+
+@pytest.fixture(scope="module")
+def pop3_box() -> Iterator[Sandbox]:
+    with Sandbox(pop3_auth={"fuzz": "pw"}) as sandbox:
+        assert sandbox.store is not None
+        for i in range(3):
+            sandbox.store.add(b"Subject: m%d\r\n\r\n.body\r\n" % i)
+        yield sandbox
+
+
+pop3_lines = st.tuples(st.sampled_from([b"STAT", b"LIST", b"UIDL", b"RETR", b"TOP", b"DELE", b"RSET", b"NOOP",
+                                        b"USER", b"PASS", b"CAPA", b"APOP", b"STLS", b""]),
+                       st.lists(st.sampled_from([b"0", b"1", b"3", b"4", b"-1", b"99999999999999999999", b"x",
+                                                 b"\xff"]), max_size=3)).map(lambda t: b" ".join([t[0], *t[1]])) | \
+    st.binary(max_size=700).map(lambda b: b.replace(b"\n", b" ").replace(b"\r", b" "))
+
+
+def _pop3_reply(reader: Any, multiline: bool) -> bytes:
+    first = reader.readline()
+    assert first.startswith((b"+OK", b"-ERR")), first
+    if multiline and first.startswith(b"+OK"):
+        while reader.readline() not in (b".\r\n", b""):
+            pass
+    return first
+
+
+@QUICK
+@given(lines=st.lists(pop3_lines, min_size=1, max_size=10), login=st.booleans())
+def test_pop3_command_parser(pop3_box: Sandbox, lines: list[bytes], login: bool) -> None:
+    assert pop3_box.store is not None and pop3_box.pop3_port
+    before = pop3_box.store.counts().total
+    with socket.create_connection((pop3_box.pop3_host, pop3_box.pop3_port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"+OK")
+        if login:
+            sock.sendall(b"USER fuzz\r\nPASS pw\r\n")
+            _pop3_reply(reader, False)
+            _pop3_reply(reader, False)
+        for line in lines:
+            verb = line.split(b" ")[0].upper()
+            if verb in (b"QUIT", b"USER", b"PASS"):  # these may end the session on purpose
+                continue
+            sock.sendall(line + b"\r\n")
+            words = line.split()
+            multiline = verb == b"CAPA" or verb in (b"RETR", b"TOP") or (verb in (b"LIST", b"UIDL") and len(words) == 1)
+            first = _pop3_reply(reader, multiline)
+            event(f"POP3 {verb[:5]!r} {first[:4]!r}")
+        sock.sendall(b"NOOP\r\n")
+        assert _pop3_reply(reader, False).startswith((b"+OK", b"-ERR"))
+    # The connection ended without QUIT: whatever DELE marked is kept (RFC 1939 §6).
+    assert pop3_box.store.counts().total == before
