@@ -57,6 +57,7 @@ from pymap.parsing.response.fetch import (
     MessageBodyStructure,
     MultipartBodyStructure,
     TextBodyStructure,
+    _AddressList,
 )
 from pymap.parsing.specials import FetchRequirement, ObjectId
 from pymap.parsing.specials.flag import Flag, Seen
@@ -135,9 +136,11 @@ def _cannot(what: str) -> NotSupportedError:
 
 
 # --------------------------------------------------------------------------- two pymap slips, fixed
-# pymap 0.36 writes ENVELOPE's date in INTERNALDATE form and a body part's Content-Disposition as one
-# quoted string; RFC 3501 §7.4.2 wants the Date header as it stands and ("attachment" ("filename" "x")),
-# which is what Dovecot sends (docs/imap.md, "Compared with Dovecot"). Only the one field is rewritten.
+# pymap 0.36 writes ENVELOPE's date in INTERNALDATE form, "" for an address without a name, a body
+# part's Content-Disposition as one quoted string, and part sizes with the MIME headers counted.
+# RFC 3501 §7.4.2 wants the Date header as it stands, NIL, ("attachment" ("filename" "x")) and the
+# body's octets and lines — what Dovecot sends (docs/imap.md, "Compared with Dovecot"). Only those
+# fields are rewritten; `_AddressList` is pymap's (private, so pymap is pinned to 0.36.x).
 
 
 def _params(params: Any) -> Any:
@@ -157,7 +160,20 @@ def _disposition(header: Any) -> Any:
     return List([String.build(header.content_disposition), _params(header.params)])
 
 
+class _Addresses(_AddressList):
+    @classmethod
+    def _parse(cls, address: Any) -> List:
+        # addr-name is NIL when there is no display name (pymap sends ""), as Dovecot does.
+        return List([String.build(address.display_name or None), Nil(), String.build(address.username),
+                     String.build(address.domain)])
+
+
 class _Envelope(EnvelopeStructure):
+    def _addresses(self, headers: Any, fallback: Any = None) -> Any:
+        if not headers and fallback:
+            return self._addresses(fallback)
+        return _Addresses(headers)
+
     @property
     def _value(self) -> List:
         value = super()._value
@@ -201,12 +217,30 @@ class _LoadedMessage(BaseLoadedMessage):
         return envelope
 
     @classmethod
+    def _get_size_with_lines(cls, msg: MessageContent) -> tuple[int, int]:
+        # body-fld-octets and body-fld-lines count the part's body, not its MIME headers (pymap: both).
+        return len(msg.body), msg.body.lines
+
+    @classmethod
     def _get_body_structure(cls, msg: MessageContent) -> BodyStructure:
         structure = super()._get_body_structure(msg)  # parts recurse through this override
         for original, fixed in _FIXED:
             if type(structure) is original:
                 structure.__class__ = fixed
                 break
+        if isinstance(structure, ContentBodyStructure):
+            structure.size = len(msg.body)  # non-text parts too (pymap: the whole part)
+        if isinstance(structure, MultipartBodyStructure):
+            # The CRLF before each boundary belongs to the boundary (RFC 2046 §5.1.1), not to the part.
+            for part, content in zip(structure.parts, msg.body.nested, strict=False):
+                if isinstance(part, ContentBodyStructure) and bytes(content.body).endswith(b"\r\n"):
+                    part.size -= 2
+                    if isinstance(part, (TextBodyStructure, MessageBodyStructure)):
+                        part.lines -= 1
+        if isinstance(structure, TextBodyStructure) and "charset" not in {
+                str(k).lower() for k in (structure.content_type_params or {})}:
+            # RFC 2045 §5.2: text without a charset is us-ascii; Dovecot says so in BODYSTRUCTURE.
+            structure.content_type_params = {**(structure.content_type_params or {}), "charset": "us-ascii"}
         return structure
 
 

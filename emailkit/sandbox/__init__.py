@@ -1,6 +1,6 @@
 """The embedded Mailpit stand-in: a real SMTP server, Mailpit's REST API and (optionally) POP3 over SQLite.
 
-Used where Docker (and so real Mailpit) is not available. Behaves like Mailpit v1.30.5 for
+Used where Docker (and so real Mailpit) is not available. Behaves like Mailpit v1.33.1 for
 the parts the workbook uses, Chaos (SMTP fault injection) included; ``docs/sandbox.md`` lists
 every deliberate difference, and the module docstrings say why each one exists.
 """

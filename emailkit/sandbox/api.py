@@ -1,8 +1,8 @@
-"""The sandbox's HTTP API: the part of Mailpit v1.30.5's REST API the workbook uses (Starlette).
+"""The sandbox's HTTP API: Mailpit v1.33.1's REST API, as measured by tests/differential (Starlette).
 
 Exact Mailpit JSON (field names, key order, compact like Go's encoder, ``<>&`` escaped as
 Go does), text ``ok`` replies, 400 text errors, 404 ``404 page not found``; lenient input
-(JSON keys case-insensitive, unknown keys ignored). See ``MAILPIT-NOTES.md`` §1–§2.
+(JSON keys case-insensitive, unknown keys ignored). docs/sandbox.md has what was measured.
 
 Deliberate differences from Mailpit, each because Mailpit would hide a mistake:
 

@@ -7,7 +7,7 @@ never restartable — while the sandbox starts and stops servers many times in o
 server with no messages (voidpop) or 0.x all-in-one mail clients. RFC 1939's minimum plus CAPA
 (RFC 2449) is small, so it lives here.
 
-Behaves like Mailpit v1.30.5's POP3 (``internal/pop3``; MAILPIT-NOTES §4.1):
+Behaves like Mailpit v1.33.1's POP3 (``internal/pop3``):
 
 * on only with credentials (``--pop3-auth-file`` / ``MP_POP3_AUTH="user:pass user2:pass2"``);
   greeting ``+OK Mailpit POP3 server``; CAPA lists ``TOP USER UIDL IMPLEMENTATION Mailpit``;

@@ -1,6 +1,6 @@
 """Mailpit's search language → an SQL ``WHERE`` clause over the sandbox store.
 
-Follows Mailpit v1.30.5 `internal/storage/search.go`: whitespace-separated terms, ANDed;
+Follows Mailpit v1.33.1 `internal/storage/search.go`: whitespace-separated terms, ANDed;
 ``"quoted phrase"`` is one term; a leading ``-`` or ``!`` negates; matching is a
 case-insensitive substring (``LIKE``). Prefixes: ``from: to: cc: bcc: reply-to: addressed:
 subject: message-id: tag: is:read is:unread is:tagged has:attachment(s) has:inline(s)
@@ -47,7 +47,6 @@ class Term:
     negate: bool = False
 
 
-_HAS_ALNUM = re.compile(r"[a-zA-Z0-9]")
 _PREFIXES = (
     "to",
     "from",
@@ -111,7 +110,8 @@ def _size_to_bytes(value: str) -> int:
 
 
 def parse_query(query: str) -> list[Term]:
-    """Turn a query string into terms, skipping those Mailpit skips (no letter or digit).
+    """Turn a query string into terms, as Mailpit does: a term of any characters (日本語, ``...``, ``-``)
+    is searched as a substring; only a term that is empty once cleaned is skipped.
 
     Raises `SearchError` past the limits (`QUERY_MAX_LENGTH` characters, `SEARCH_MAX_TERMS`
     terms, a size past 2**63-1 bytes).
@@ -127,8 +127,6 @@ def parse_query(query: str) -> list[Term]:
         if len(word) > 1 and word[0] in "-!":
             negate = True
             word = word[1:]
-        if not _HAS_ALNUM.search(word):
-            continue
         lower = word.lower()
         if lower in _FLAGS:
             terms.append(Term(_FLAGS[lower], "", negate))

@@ -1,4 +1,4 @@
-"""The sandbox's SMTP server: aiosmtpd on its own thread, answering like Mailpit v1.30.5.
+"""The sandbox's SMTP server: aiosmtpd on its own thread, answering like Mailpit v1.33.1.
 
 * Greeting ``220 <host> Mailpit ESMTP Service ready``; EHLO lists ``SIZE``, ``STARTTLS``
   (when enabled), ``AUTH PLAIN LOGIN`` (+ ``XOAUTH2`` with a token checker),

@@ -20,7 +20,7 @@ SEARCHES = [
     "hello", "subject:hello", '"plain text"', "-hello", "from:alice@corpus.test", "to:bob", "cc:dave",
     "bcc:erin", "reply-to:replies", "is:read", "is:unread", "has:attachment", "has:inline", "tag:Invoices",
     "tag:alpha", "!tag:alpha", "subject:\"HTML and text\"", "message-id:plain@corpus.test", "larger:2KB",
-    "smaller:2KB", "after:2020-01-01", "before:2100-01-01", "filename:report.pdf", "Grüße",
+    "smaller:2KB", "after:2020-01-01", "before:2100-01-01", "filename:report.pdf", "Grüße", "日本語", "東京", "...", "-",
     "is:tagged", "-is:tagged", "addressed:carol@corpus.test", "list-unsubscribe:mailto",
 ]
 
@@ -32,8 +32,6 @@ def test_list_paging_and_search(pair: Pair) -> None:
     for query in SEARCHES:
         pair.json(f"search {query}", *pair.call("GET", "/api/v1/search", params={"query": query}))
     pair.json("search without query", *pair.call("GET", "/api/v1/search"))
-    cjk = pair.call("GET", "/api/v1/search", params={"query": "日本語"})  # an open sandbox bug: see KNOWN
-    pair.json("search 日本語: matches", *({"messages_count": r.json()["messages_count"]} for r in cjk))
     pair.json("latest", *pair.call("GET", "/api/v1/message/latest"))
     pair.json("latest matching", *pair.call("GET", "/api/v1/message/latest", params={"query": "tag:alpha"}))
 
