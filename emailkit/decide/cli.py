@@ -12,6 +12,7 @@ message naming the question, the value and the allowed values.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import yaml
 
 from emailkit.decide.model import load_criteria, score
 from emailkit.decide.portfolio import PORTFOLIO_FORMATS, render_portfolio, score_portfolio
-from emailkit.decide.report import REPORT_FORMATS, render_report, report_filename
+from emailkit.decide.report import REPORT_FORMATS, render_report, report_filename, reports_dir
 from emailkit.errors import InvalidInput
 
 __all__ = ["add_arguments", "main", "read_answers", "run"]
@@ -36,8 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="score many services: a CSV with a 'service' column and one column per question")
     parser.add_argument("--format", "-f", dest="formats", action="append", metavar="FORMAT",
                         help=f"md (an ADR), html, json; for a portfolio also csv. Repeat for several (default md)")
-    parser.add_argument("--output", "-o", default="reports", metavar="DIR",
-                        help="folder for the reports (created; default reports/); '-' prints to stdout")
+    parser.add_argument("--output", "-o", default=None, metavar="DIR",
+                        help="folder for the reports (created; default $EMAILKIT_REPORTS_DIR, else reports/ at the "
+                             "project root, the folder the widget writes to); '-' prints to stdout")
     parser.add_argument("--title", help="project name in the report (default: the file's title, or its name)")
     parser.add_argument("--list-questions", action="store_true",
                         help="print every question id with its allowed answers and default, then exit")
@@ -51,17 +53,32 @@ def read_answers(path: Path) -> tuple[dict[str, Any], str, str]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise InvalidInput(str(path), f"is not valid YAML ({exc})", fix="write one 'question: answer' per line") from exc
-    if data is None:
-        data = {}
+    if data is None or data == {}:
+        raise InvalidInput(str(path), "is empty: it answers no question",
+                           fix="write one 'question: answer' per line (emailkit decide --list-questions lists them), "
+                               "or copy one of examples/answers/")
     if not isinstance(data, dict):
         raise InvalidInput(str(path), "must be a mapping", fix="write one 'question: answer' per line")
     if "answers" not in data:
+        # A flat file holds questions only. A file-level key here means the 'answers:' mapping is
+        # missing or misspelt; say so instead of calling the key an unknown question.
+        names = [str(key).strip() for key in data]
+        misspelt = [n for n in names if difflib.get_close_matches(n, ["answers"], n=1, cutoff=0.75)]
+        for name in misspelt + [n for n in names if n in _FILE_KEYS]:
+            hint = "; did you mean 'answers'?" if name in misspelt else ""
+            raise InvalidInput(f"{path}: {name}", f"is not a question, and there is no 'answers:' mapping{hint}",
+                               fix="put the questions under a top-level 'answers:' key beside title and context, "
+                                   "or write a flat file of 'question: answer' lines only")
         return data, path.stem, ""
     extra = [k for k in data if k not in _FILE_KEYS]
     if extra:
         raise InvalidInput(f"{path}: {extra[0]}", "is not a key of an answers file",
                            fix=f"use only {', '.join(_FILE_KEYS)} at the top level, and put questions under 'answers:'")
-    answers = data.get("answers") or {}
+    answers = data.get("answers")
+    if answers is None or answers == {}:
+        raise InvalidInput(f"{path}: answers", "is empty: it answers no question",
+                           fix="write one 'question: answer' per line under 'answers:' "
+                               "(emailkit decide --list-questions lists them)")
     if not isinstance(answers, dict):
         raise InvalidInput(f"{path}: answers", "must be a mapping", fix="write one 'question: answer' per line under 'answers:'")
     return answers, str(data.get("title") or path.stem), str(data.get("context") or "")
@@ -90,15 +107,15 @@ def _formats(requested: list[str] | None, allowed: tuple[str, ...], what: str) -
     return formats
 
 
-def _emit(text: str, output: str, filename: str) -> str:
+def _emit(text: str, output: str | None, filename: str) -> str:
     if output == "-":
         sys.stdout.write(text)
         return "stdout"
-    folder = Path(output)
+    folder = Path(output).expanduser().resolve() if output else reports_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / filename
     path.write_text(text, encoding="utf-8")
-    return str(path)
+    return str(path)  # absolute: the reader sees exactly where the file went
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     except InvalidInput as exc:
         named = args.answers or args.portfolio
-        source = f"{named}: " if named and not exc.field.startswith(("--", "arguments")) else ""
+        source = (f"{named}: " if named and not exc.field.startswith(("--", "arguments", str(named)))
+                  else "")
         print(f"emailkit decide: error: {source}{exc.field}: {exc.problem}", file=sys.stderr)
         print(f"  fix: {exc.fix}", file=sys.stderr)
         return 2

@@ -84,8 +84,17 @@ TEMPLATES.filters["period"] = lambda text: text if text.rstrip().endswith((".", 
 
 
 def reports_dir() -> Path:
-    """Where reports go: `$EMAILKIT_REPORTS_DIR`, else `reports/` in the current folder."""
-    return Path(os.environ.get("EMAILKIT_REPORTS_DIR") or "reports")
+    """Where reports go, as an absolute path: `$EMAILKIT_REPORTS_DIR`, else `reports/` at the project
+    root (the folder holding emailkit's pyproject.toml), else `reports/` in the current folder.
+
+    The widget (in a notebook, whose folder is ``notebooks/``), the Voila page and ``emailkit decide``
+    all write to this one folder.
+    """
+    configured = os.environ.get("EMAILKIT_REPORTS_DIR")
+    if configured:
+        return Path(configured).expanduser().resolve()
+    root = evidence_store._project_root()  # the same root the evidence file uses (one rule, in evidence.py)
+    return (root if root is not None else Path.cwd()).resolve() / "reports"
 
 
 def _check_format(fmt: str) -> str:

@@ -37,10 +37,25 @@ def test_answers_file_to_three_reports(tmp_path, capsys) -> None:
     assert data["title"] == "Customer portal beside the ERP" and data["context"].startswith("A new customer portal")
 
 
-def test_default_output_is_reports_in_the_current_folder(tmp_path) -> None:
-    assert run(str(EXAMPLES / "answers" / "wordpress.yaml")) == 0
-    text = (tmp_path / "reports" / "email-decision-marketing-wordpress-site.md").read_text()
+def test_default_output_is_the_one_reports_folder_shown_as_an_absolute_path(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("EMAILKIT_REPORTS_DIR", "shared-reports")  # relative: resolved against the cwd
+    assert run(str(EXAMPLES / "answers" / "wordpress.yaml"), "-f", "md,json") == 0
+    folder = tmp_path / "shared-reports"
+    text = (folder / "email-decision-marketing-wordpress-site.md").read_text()
     assert 'Chosen option: "SMTP"' in text
+    out = capsys.readouterr().out
+    for ext in ("md", "json"):  # every file written, each as an absolute path
+        assert f"wrote {folder.resolve() / ('email-decision-marketing-wordpress-site.' + ext)}\n" in out
+
+
+def test_without_the_variable_reports_go_to_the_project_root_whatever_the_current_folder(monkeypatch) -> None:
+    from emailkit.decide import reports_dir
+
+    monkeypatch.delenv("EMAILKIT_REPORTS_DIR", raising=False)
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root / "notebooks")  # where the widget runs inside JupyterLab
+    assert reports_dir() == root / "reports"
+    assert reports_dir().is_absolute()
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (EXAMPLES / "answers").glob("*.yaml")))
@@ -63,6 +78,11 @@ def test_a_flat_answers_file_works_too(tmp_path, capsys) -> None:
     ("answers:\n  hosting: vm\nowner: me\n", ["owner", "title, context, answers"]),
     ("- hosting\n", ["must be a mapping"]),
     ("hosting: [vm\n", ["not valid YAML"]),
+    ("", ["is empty", "--list-questions"]),
+    ("# nothing answered yet\n", ["is empty"]),
+    ("title: Shop\nanswers:\n", ["answers: is empty"]),
+    ("title: Shop\nanswer:\n  hosting: vm\n", [": answer: is not a question", "did you mean 'answers'", "'answers:'"]),
+    ("title: Shop\nhosting: vm\n", [": title: is not a question, and there is no 'answers:' mapping"]),
 ])
 def test_bad_answers_exit_2_naming_the_question_and_the_fix(tmp_path, capsys, content, expected) -> None:
     path = tmp_path / "bad.yaml"

@@ -132,11 +132,12 @@ def test_save_report_writes_under_the_reports_folder(tmp_path) -> None:
     assert path.read_text().startswith("---\nstatus:")
 
 
-def test_save_report_defaults_to_reports_in_the_current_folder(tmp_path, monkeypatch) -> None:
-    monkeypatch.delenv("EMAILKIT_REPORTS_DIR")
+def test_save_report_follows_the_configured_folder_and_returns_an_absolute_path(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("EMAILKIT_REPORTS_DIR", "relative-reports")
     monkeypatch.chdir(tmp_path)
     path = save_report(score({}), "json")
-    assert path.resolve() == (tmp_path / "reports" / "email-decision-our-service.json").resolve()
+    assert path == tmp_path.resolve() / "relative-reports" / "email-decision-our-service.json"
+    assert path.is_absolute() and path.is_file()
 
 
 def test_download_link_carries_the_report_as_a_data_uri() -> None:
