@@ -47,6 +47,9 @@ _COOKIE_HEADER = re.compile(r"^((?:Set-)?Cookie:\s*).*$", re.IGNORECASE | re.MUL
 # realm="emailkit", error="invalid_token"` carries no secret (a token68 ends in "=" padding only).
 _BEARER = re.compile(r"(\bBearer\s+)(?![\w!#$%&'*+.^`|~-]+\s*=\s*[^=\s,])[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 _POP3_PASS = re.compile(r"^(PASS|APOP\s+\S+)\s+.*$", re.MULTILINE)  # POP3 clients send these upper-case
+_IMAP_LOGIN = re.compile(r"^([\w.-]+ LOGIN \S+)\s+\S.*$", re.IGNORECASE | re.MULTILINE)  # tag LOGIN user password
+_IMAP_AUTHENTICATE = re.compile(rf"^([\w.-]+ AUTHENTICATE (?:{'|'.join(re.escape(m) for m in sorted(SASL_MECHANISMS))}))"
+                                r"\s+\S+.*$", re.IGNORECASE | re.MULTILINE)  # with an initial response (SASL-IR)
 _XOAUTH2_RAW = re.compile(r"(auth=Bearer\s+)[^\x01\s]+", re.IGNORECASE)
 _WEBHOOK_SIG = re.compile(r"^((?:X-[\w-]*Signature|X-Webhook-Secret):\s*).*$", re.IGNORECASE | re.MULTILINE)
 
@@ -63,6 +66,8 @@ def redact(text: str) -> str:
     text = _WEBHOOK_SIG.sub(lambda m: m.group(1) + MASK, text)
     text = _SMTP_AUTH.sub(lambda m: f"{m.group(1)} {MASK}", text)
     text = _POP3_PASS.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    text = _IMAP_LOGIN.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    text = _IMAP_AUTHENTICATE.sub(lambda m: f"{m.group(1)} {MASK}", text)
     text = _JSON_FIELD.sub(lambda m: f'{m.group(1)}"{MASK}"', text)
     text = _REPR_FIELD.sub(lambda m: f"{m.group(1)}'{MASK}'", text)
     text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", text)
@@ -90,7 +95,8 @@ class Redactor:
         if direction == "S":
             # A final reply ends an AUTH exchange; 334 continues it. Servers send secrets too
             # (a token response, a Location header carrying an authorization code).
-            if self._in_auth and not text.startswith("334"):
+            # (IMAP and POP3 continue a SASL exchange with "+ "; POP3's "+OK" ends it.)
+            if self._in_auth and not (text.startswith("334") or text == "+" or text.startswith("+ ")):
                 self._in_auth = False
             if self._data_asked:
                 self._in_data, self._data_asked = text.startswith("354"), False
@@ -110,4 +116,8 @@ class Redactor:
             if len(words) >= 3:
                 return f"{words[0]} {words[1]} {MASK}"
             return text
+        if len(words) >= 3 and words[1].upper() == "AUTHENTICATE" and words[2].upper() in SASL_MECHANISMS:
+            # IMAP: `tag AUTHENTICATE XOAUTH2`; the credentials follow after the server's "+".
+            self._in_auth = True
+            return f"{words[0]} {words[1]} {words[2]} {MASK}" if len(words) >= 4 else text
         return redact(text)

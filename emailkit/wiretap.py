@@ -1,6 +1,6 @@
 """A recording TCP proxy: put it between any client and server and read the conversation.
 
-Because it sits on the socket, a `Transcript` shows the real bytes of SMTP, HTTP and POP3
+Because it sits on the socket, a `Transcript` shows the real bytes of SMTP, HTTP, POP3 and IMAP
 alike: who said what (C: client, S: server), when, how many round trips it took and how
 many bytes went each way. Secrets are masked by `emailkit.redaction` before a line is
 stored. After STARTTLS the proxy cannot (and should not) read the traffic: it shows the
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["Line", "LoseReplies", "Transcript", "Wiretap"]
 
 Direction = Literal["C", "S"]
-Protocol = Literal["smtp", "http", "pop3", "raw"]
+Protocol = Literal["smtp", "http", "pop3", "imap", "raw"]
 
 _TLS_RECORD = {0x14: "change cipher spec", 0x15: "alert", 0x16: "handshake", 0x17: "application data"}
 
@@ -257,6 +257,13 @@ class _Stream:
             # A 220 that answers the client's STARTTLS hands the connection over to TLS.
             previous = [ln for ln in t.lines[:-1] if ln.direction == "C"]
             if previous and previous[-1].text.strip().upper() == "STARTTLS":
+                t.tls = True
+                t._add("S", "— TLS hand-over: from here on both sides speak encrypted TLS records —", 0, encrypted=True)
+        elif t.protocol == "imap" and self.direction == "S" and " OK" in text:
+            # IMAP: the tagged OK that answers `<tag> STARTTLS` hands the connection over to TLS.
+            previous = [ln for ln in t.lines[:-1] if ln.direction == "C"]
+            words = previous[-1].text.split() if previous else []
+            if len(words) == 2 and words[1].upper() == "STARTTLS" and text.startswith(f"{words[0]} OK"):
                 t.tls = True
                 t._add("S", "— TLS hand-over: from here on both sides speak encrypted TLS records —", 0, encrypted=True)
 

@@ -446,3 +446,32 @@ async def test_starts_from_a_running_event_loop(mailbox: Backend) -> None:
         server.close()
     with pytest.raises(OSError):
         socket.create_connection((server.host, server.port), timeout=1).close()
+
+
+# --------------------------------------------------------------------------- on the wire
+
+
+def test_wiretap_records_imap_with_credentials_masked(mailbox: Backend, server: IMAPServer) -> None:
+    from emailkit.wiretap import Wiretap
+
+    mailbox.send(subject="tapped")
+    mailbox.wait_count(1)
+    with Wiretap(server.host, server.port, protocol="imap") as tap:
+        client = imaplib.IMAP4(tap.host, tap.port, timeout=10)
+        client.login(USER, PASSWORD)  # in the clear on loopback, so the transcript shows the masking
+        client.select("INBOX")
+        client.uid("FETCH", "1", "(BODY.PEEK[])")
+        client.logout()
+        plain = tap.last
+        client = imaplib.IMAP4(tap.host, tap.port, timeout=10)
+        client.starttls(server.client_tls_context())
+        client.login(USER, PASSWORD)
+        client.logout()
+        encrypted = tap.last
+    assert plain is not None and encrypted is not None
+    text = str(plain)
+    assert PASSWORD not in text and f"LOGIN {USER} ********" in text
+    assert "Subject: tapped" in text  # the message itself crossed the wire
+    assert plain.round_trips >= 4
+    assert any("TLS hand-over" in line.text for line in encrypted.lines)
+    assert PASSWORD not in str(encrypted) and f"LOGIN {USER}" not in str(encrypted)  # inside TLS now
