@@ -30,7 +30,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emailkit.errors import InvalidInput
 from emailkit.limits import BODY_MAX_BYTES, QUERY_MAX_LENGTH, SEARCH_MAX_TERMS, SEND_BODY_MAX_BYTES, JSONBodyLimits
-from emailkit.provider.errors import ProviderError, error_responses, install_error_handlers, request_id_of
+from emailkit.provider.errors import (
+    IMPLEMENTED,
+    ProviderError,
+    error_responses,
+    install_error_handlers,
+    request_id_of,
+)
 from emailkit.provider.faults import Faults
 from emailkit.provider.models import (
     MAX_BATCH,
@@ -332,6 +338,9 @@ class _MultipartSend:
                       "with a 'message' part and one file part per attachment") from None
         try:
             message = form.get("message")
+            if message is None and form.get("mime") is not None:
+                raise bad("mime", "raw MIME sends (send_raw_mime, ?type=mime) are not implemented; send the "
+                          "message's fields as JSON (messages.send)")
             if message is None:
                 raise bad("message", "a multipart send needs a 'message' part holding the JSON body")
             text = (await message.read()).decode("utf-8") if isinstance(message, UploadFile) else message
@@ -508,6 +517,15 @@ def create_app(service: Service, *, oauth_router: APIRouter | None = None, title
                                 field=exc.field) from None
         data = [await service.message_json(who.grant, row, include_headers=include) for row in page.rows]
         return _ok(request, data, next_cursor=page.next_cursor)
+
+    # Nylas paths that would otherwise be read as a message ID: answered 404, naming what exists.
+    async def not_implemented(request: Request) -> None:
+        raise ProviderError(404, "not_found_error", f"{request.method} {request.url.path}: scheduled sends and "
+                            f"message cleaning are not implemented by this provider; it implements {IMPLEMENTED}")
+
+    for path, method in (("/v3/grants/{grant_id}/messages/schedules", "GET"),
+                         ("/v3/grants/{grant_id}/messages/clean", "PUT")):
+        app.add_api_route(path, not_implemented, methods=[method], include_in_schema=False)
 
     @app.get("/v3/grants/{grant_id}/messages/{message_id}", tags=["messages"], response_model=DataResponse[MessageOut],
              responses=error_responses(*_ERRORS))

@@ -36,6 +36,7 @@ from starlette.routing import Match
 __all__ = [
     "ErrorDetail",
     "ErrorResponse",
+    "IMPLEMENTED",
     "ProviderError",
     "error_responses",
     "install_error_handlers",
@@ -43,6 +44,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: What a 404 for an unknown path names, so a client reaching for a Nylas resource this provider
+#: does not have (calendars, drafts, folders, …) learns what it can use instead.
+IMPLEMENTED = ("/v3/grants/{grant_id}/messages (send, send-batch, list, find, update), …/threads (list, find), "
+               "…/templates, /v3/grants, /v3/connect/custom, /v3/webhooks, /v3/applications (and its "
+               "redirect-uris), and OAuth under /v3/connect (auth, token, revoke, tokeninfo)")
 
 
 class ProviderError(Exception):
@@ -195,9 +202,12 @@ def install_error_handlers(app: FastAPI) -> None:
         kinds = {404: "not_found_error", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
         kind = kinds.get(exc.status_code, "invalid_request_error" if exc.status_code < 500 else "internal_error")
         if exc.status_code == 404:
-            message = f"no such endpoint: {request.method} {request.url.path}; see /openapi.json for the paths"
+            message = (f"no such endpoint: {request.method} {request.url.path}; this provider implements "
+                       f"{IMPLEMENTED} (see /openapi.json for every path)")
         elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}; see /openapi.json for the methods"
+            allowed = ", ".join(_allowed_methods(request)) or "none"
+            message = (f"{request.method} is not allowed on {request.url.path}: this provider does not implement "
+                       f"it; the methods here are {allowed} (see /openapi.json)")
         else:
             message = str(exc.detail)
         headers = dict(exc.headers or {})

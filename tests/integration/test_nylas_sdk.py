@@ -274,7 +274,19 @@ def test_errors_are_the_sdks_exception_classes(nylas: Client, mail: dict[str, An
     assert not_here.status_code == 405 and "DELETE" in str(not_here)
     assert "GET" in not_here.headers["Allow"] and "PUT" in not_here.headers["Allow"]
     nothing = api_error(lambda: nylas.calendars.list(mail["ann"]))
-    assert nothing.status_code == 404 and "/openapi.json" in str(nothing)
+    assert nothing.status_code == 404 and "/openapi.json" in str(nothing) and "/messages" in str(nothing)
+    for call in (lambda: nylas.grants.update(mail["ann"], {"scope": ["x"]}), lambda: nylas.grants.destroy(mail["ann"]),
+                 lambda: nylas.threads.update(mail["ann"], mail["first"].thread_id, {"starred": True}),
+                 lambda: nylas.threads.destroy(mail["ann"], mail["first"].thread_id)):
+        refused = api_error(call)
+        assert refused.status_code == 405 and "GET" in str(refused) and refused.type == "method_not_allowed"
+    for call in (lambda: nylas.messages.list_scheduled_messages(mail["ann"]),
+                 lambda: nylas.messages.clean_messages(mail["ann"], {"message_id": [mail["first"].id]}),
+                 lambda: nylas.drafts.list(mail["ann"]), lambda: nylas.folders.list(mail["ann"])):
+        refused = api_error(call)
+        assert refused.status_code == 404 and "/messages" in str(refused)
+    raw = api_error(lambda: nylas.messages.send_raw_mime(mail["ann"], {"mime": "Subject: x\r\n\r\nhi"}))
+    assert raw.status_code == 400 and "send_raw_mime" in str(raw)
 
 
 # --------------------------------------------------------------------------- threads
@@ -339,6 +351,9 @@ def test_webhook_lifecycle_with_nylas_triggers_signature_and_challenge(nylas: Cl
     assert updated.description == "renamed" and updated.trigger_types == [WebhookTriggers.MESSAGE_BOUNCE_DETECTED]
     rotated = nylas.webhooks.rotate_secret(created.id).data
     assert rotated.webhook_secret != created.webhook_secret and len(rotated.webhook_secret) == 64
+
+    addresses = nylas.webhooks.ip_addresses().data
+    assert addresses.ip_addresses == ["127.0.0.1"] and addresses.updated_at > 0
 
     deleted = nylas.webhooks.destroy(created.id)
     assert deleted.data.status == "success"
@@ -430,6 +445,8 @@ def test_pkce_exchange_refresh_revoke_with_the_sdk(nylas: Client, application: s
     assert set(token.scope.split()) == {"email.send", "email.read"} and token.token_type.lower() == "bearer"
     info = nylas.auth.validate_access_token(token.access_token).data
     assert info.sub == token.grant_id and info.email == email and info.aud == application
+    no_id_tokens = api_error(lambda: nylas.auth.id_token_info("anything"))
+    assert no_id_tokens.status_code == 400 and "ID token" in str(no_id_tokens)
 
     # The access token works as the SDK's api_key, for grant "me".
     user = Client(api_key=token.access_token, api_uri=lab.provider.url)
