@@ -135,3 +135,37 @@ def test_cli_without_a_database_file_says_how_to_reach_a_provider_in_memory(tmp_
     result = cli(tmp_path / "missing.db", "list")
     assert result.returncode == 2 and "/v3/applications/redirect-uris" in result.stderr
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_emailkit_provider_prints_the_client_id_and_how_to_register_a_redirect_uri(tmp_path: Path) -> None:
+    """`emailkit provider` names the application's client_id and both ways to allow a redirect URI."""
+    import signal
+    import time
+
+    database = tmp_path / "provider.db"
+    with Sandbox() as box:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "emailkit", "provider", "--mailpit", box.api_url, "--smtp",
+             f"{box.smtp_host}:{box.smtp_port}", "--listen", "127.0.0.1:0", "--database", str(database)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+                 "EMAILKIT_PROVIDER_API_KEY": "k-" + "x" * 40})
+        lines: list[str] = []
+        try:
+            assert process.stdout is not None
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not any(line.startswith("Ctrl-C") for line in lines):
+                line = process.stdout.readline()
+                if not line:
+                    break
+                lines.append(line.rstrip("\n"))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+    output = "\n".join(lines)
+    oauth = next(line for line in lines if line.startswith("OAuth"))
+    client_id = oauth.split()[2]
+    assert "/v3/applications/redirect-uris" in output and f"--database {database}" in output, output
+    assert "k-" + "x" * 40 not in output  # the key never reaches the output
+    listed = cli(database, "list")
+    assert listed.returncode == 0 and client_id in listed.stdout and "application" in listed.stdout
