@@ -65,6 +65,24 @@ KNOWN_KEYS: dict[str, KnownKey] = {
     "smtp.connections_to_send_and_read": KnownKey(
         "connections", "C01", "02",
         "connections the protocol path opened to send one message and read the reply (SMTP + a reading protocol)"),
+    "imap.connections_to_send_and_read": KnownKey(
+        "connections", "C01", "02",
+        "connections the IMAP path opened to send one message over SMTP and read the replies over IMAP"),
+    "imap.commands_to_read_replies": KnownKey(
+        "commands", "C01", "02",
+        "IMAP commands (STARTTLS, login, select, search, fetch, logout ...) to find and read the unread replies"),
+    "imap.round_trips_to_read_replies": KnownKey(
+        "round trips", "C01", "02",
+        "client/server turns on the IMAP connection that found and read the unread replies"),
+    "imap.bytes_to_read_replies": KnownKey(
+        "bytes", "C01", "02",
+        "bytes both ways on the IMAP connection that found and read the unread replies"),
+    "imap.client_code_lines": KnownKey(
+        "lines", "C01", "02",
+        "lines of client code for the IMAP read path (connect, TLS, log in, select, search, fetch)"),
+    "imap.idle_push_s": KnownKey(
+        "s", "C01", "02",
+        "seconds from a reply's SMTP delivery to the IMAP server's IDLE push (EXISTS)"),
     # C03: egress blocks
     "smtp.blocked_port_connect_s": KnownKey(
         "s", "C03", "05",

@@ -341,12 +341,13 @@ class _State(ConnectionState):
 class _Connection(IMAPConnection):
     """pymap's connection with limits on what it reads and an autologout."""
 
-    __slots__ = ["autologout"]
+    __slots__ = ["autologout", "counter"]
 
     def __init__(self, commands: Commands, config: IMAPConfig, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, sock_info: SocketInfo, autologout: float) -> None:
+                 writer: asyncio.StreamWriter, sock_info: SocketInfo, autologout: float, counter: list[int]) -> None:
         super().__init__(commands, config, reader, writer, sock_info)
         self.autologout = autologout
+        self.counter = counter  # the server's command count, shared by its sessions
 
     async def _raw_line(self) -> bytes:
         try:
@@ -391,9 +392,11 @@ class _Connection(IMAPConnection):
 
     async def read_command(self, state: ConnectionState) -> Command:
         try:
-            return await super().read_command(state)
+            command = await super().read_command(state)
         except _Refused as refused:
-            return _RefusedCommand(refused)
+            command = _RefusedCommand(refused)
+        self.counter[0] += 1
+        return command
 
 
 # --------------------------------------------------------------------------- the server
@@ -478,6 +481,7 @@ class IMAPServer:
         self._client: AsyncMailpit | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._command_count = [0]
         self.mailbox: MailpitMailbox | None = None
 
     def __repr__(self) -> str:
@@ -494,6 +498,11 @@ class IMAPServer:
         if self._xoauth2 is not None:
             mechanisms.append(_XOAuth2(self._xoauth2))
         return mechanisms
+
+    @property
+    def commands(self) -> int:
+        """How many commands clients have sent this server (all sessions; IDLE's DONE not counted)."""
+        return self._command_count[0]
 
     @property
     def sessions(self) -> int:
@@ -555,7 +564,8 @@ class IMAPServer:
             pass
         try:
             sock_info = SocketInfo.get(writer, None, unique_id=uuid.uuid4().bytes)
-            connection = _Connection(self._commands, self._config, reader, writer, sock_info, self._autologout)
+            connection = _Connection(self._commands, self._config, reader, writer, sock_info, self._autologout,
+                                     self._command_count)
             state = _State(self._login, self._config)
             async with AsyncExitStack() as stack:
                 connection_exit.set(stack)

@@ -99,7 +99,7 @@ def test_parallel_notebooks_lose_no_record(tmp_path) -> None:
 def test_known_keys_cite_claims_of_the_decision_model_and_have_units() -> None:
     claims = load_criteria().claims
     for key, known in evidence.KNOWN_KEYS.items():
-        assert re.fullmatch(r"(smtp|rest|retry|webhooks)\.[a-z0-9_]+", key), key
+        assert re.fullmatch(r"(smtp|rest|retry|webhooks|imap)\.[a-z0-9_]+", key), key
         assert known.claim in claims, key
         assert known.unit and known.meaning and known.notebook
 
