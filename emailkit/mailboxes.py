@@ -360,6 +360,13 @@ def open_mailbox(backend: Backend | str = "auto", *, url: str | None = None, bin
         if given:
             found = _external(given)
             if isinstance(found, Mailbox):
+                asked = {name: value for name, value, default in (
+                    ("max_messages", max_messages, 500), ("max_message_size_mb", max_message_size_mb, 50),
+                    ("max_recipients", max_recipients, 100), ("starttls", starttls, False),
+                    ("database", database, None)) if value != default}
+                if asked:
+                    notes.append("an external Mailpit keeps its own settings: "
+                                 + ", ".join(f"{k}={v}" for k, v in asked.items()) + " not applied")
                 return found, notes
             if chosen == "external":
                 raise MailpitError(found, fix="start that Mailpit, fix MAILPIT_URL, or set EMAILKIT_MAILBOX=sandbox")
