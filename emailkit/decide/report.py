@@ -29,13 +29,18 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 import emailkit
 from emailkit import evidence as evidence_store
 from emailkit.decide.model import CHOICES, Criteria, Point, Reason, Recommendation, load_criteria
+from emailkit.display import quantity
 from emailkit.errors import InvalidInput
 from emailkit.redaction import redact
 
 __all__ = [
     "REPORT_FORMATS",
+    "RULE_WORDS",
     "TEMPLATES",
     "download_link",
+    "headline",
+    "margin_words",
+    "measured",
     "render_report",
     "report_filename",
     "reports_dir",
@@ -109,48 +114,98 @@ def report_filename(title: str, fmt: str) -> str:
     return f"email-decision-{slug}{REPORT_FORMATS[_check_format(fmt)][0]}"
 
 
-def _sources(claims: tuple[str, ...], seeds: tuple[str, ...]) -> str:
-    parts = list(claims) + [f"seed {s}" for s in seeds]
-    return ", ".join(parts)
+def _sources(claims: tuple[str, ...], seeds: tuple[str, ...], criteria: Criteria) -> str:
+    """Claim ids and article labels (A0-A4), as docs/sources.md lists them."""
+    return ", ".join(list(claims) + [str(criteria.seeds[s].get("label", s)) for s in seeds])
+
+
+def measured(e: evidence_store.Evidence) -> str:
+    """One recorded figure as a sentence quotes it: ``1 request (GET …, notebook 02 on vm, 2026-…)``."""
+    detail = f"; {e.detail}" if e.detail else ""
+    return f"{quantity(e.value, e.unit)} ({e.source} on {e.host}, {e.measured_at}{detail})"
 
 
 def _item(text: str, claims: tuple[str, ...], seeds: tuple[str, ...],
-          recorded: Mapping[str, evidence_store.Evidence]) -> dict[str, Any]:
+          recorded: Mapping[str, evidence_store.Evidence], criteria: Criteria) -> dict[str, Any]:
     return {
         "text": text,
-        "sources": _sources(claims, seeds),
-        "evidence": [f"{e.key} = {e.quote()}" for e in evidence_store.for_claims(claims, recorded)],
+        "sources": _sources(claims, seeds, criteria),
+        "evidence": [f"{evidence_store.KNOWN_KEYS[e.key].meaning}: {measured(e)}"
+                     if e.key in evidence_store.KNOWN_KEYS else f"{e.key}: {measured(e)}"
+                     for e in evidence_store.for_claims(claims, recorded)],
     }
 
 
-def _reason_item(reason: Reason, recorded: Mapping[str, evidence_store.Evidence]) -> dict[str, Any]:
-    item = _item(reason.text, reason.claims, reason.seeds, recorded)
+def _reason_item(reason: Reason, recorded: Mapping[str, evidence_store.Evidence],
+                 criteria: Criteria) -> dict[str, Any]:
+    item = _item(reason.text, reason.claims, reason.seeds, recorded, criteria)
     item.update(question=reason.question_text, answer=reason.answer_label, smtp=reason.smtp, api=reason.api,
                 favours=reason.favours)
     return item
 
 
-def _point(point: Point, recorded: Mapping[str, evidence_store.Evidence]) -> dict[str, Any]:
-    return _item(point.text, point.claims, point.seeds, recorded)
+def _against(item: dict[str, Any], path_title: str) -> dict[str, Any]:
+    """A reason for the other path, worded as a con of this one (not the other's pro copied over)."""
+    text = item["text"].rstrip(".")
+    if text[:1].isupper() and not text[1:2].isupper():  # "SMTP ..." keeps its capitals
+        text = text[:1].lower() + text[1:]
+    path = path_title if path_title == "SMTP" else f"the {path_title}"
+    return {**item, "text": f"your answer \u201c{item['answer']}\u201d favours {path} instead: {text}"}
+
+
+def headline(title: str, choice: str, *, reads: bool = False) -> str:
+    """The report's title in plain words: "Shop: send email through a REST email API"."""
+    verb = "send and read" if reads else "send"
+    how = {"smtp": "over SMTP", "api": "through a REST email API",
+           "hybrid": "over SMTP and through a REST email API, each for its own traffic"}[choice]
+    return f"{_capital(title)}: {verb} email {how}"
+
+
+def margin_words(rec: Recommendation) -> str:
+    """The scores said in words: "the API leads by 2 points", "SMTP leads by 1 point", "level"."""
+    lead = abs(rec.margin)
+    points = f"{lead} point{'s' if lead != 1 else ''}"
+    if rec.margin > 0:
+        return f"the REST email API leads by {points}"
+    if rec.margin < 0:
+        return f"SMTP leads by {points}"
+    return "the two scores are level"
+
+
+RULE_WORDS = {
+    "needs-both": "some mail can only take SMTP and some only the API, whatever the points",
+    "needs-all": "all of the mail can only take one path, whatever the points",
+    "needs-one-rest-other": "part of the mail can only take one path; the rest follows the points",
+    "needs-one": "part of the mail can only take one path, and the points do not justify a second one",
+    "strong-and-close": "both sides score strongly and close together",
+    "tie": "the scores tie, and a tie goes to the API",
+    "score": "the higher score wins",
+}
+
+
+def _point(point: Point, recorded: Mapping[str, evidence_store.Evidence], criteria: Criteria) -> dict[str, Any]:
+    return _item(point.text, point.claims, point.seeds, recorded, criteria)
 
 
 def _context(rec: Recommendation, *, title: str, context: str, recorded: Mapping[str, evidence_store.Evidence],
              generated_at: datetime, criteria: Criteria, evidence_path: str) -> dict[str, Any]:
-    reasons = {path: [_reason_item(r, recorded) for r in rec.reasons_for(path)] for path in ("smtp", "api")}
-    balanced = [_reason_item(r, recorded) for r in rec.reasons_for("both")]
+    reasons = {path: [_reason_item(r, recorded, criteria) for r in rec.reasons_for(path)] for path in ("smtp", "api")}
+    balanced = [_reason_item(r, recorded, criteria) for r in rec.reasons_for("both")]
     options = []
     for cid in CHOICES:
         candidate = criteria.candidates[cid]
         if cid == "hybrid":
-            good = [_point(p, recorded) for p in candidate.good]
+            good = [_point(p, recorded, criteria) for p in candidate.good]
             good += [{"text": f"{n.traffic} takes {criteria.title(n.path)}, the only path it can take",
-                      "sources": f"answer to {n.question!r}", "evidence": []} for n in rec.needs]
-            bad = [_point(p, recorded) for p in candidate.bad]
+                      "sources": f"your answer to \u201c{criteria.questions[n.question].text}\u201d",
+                      "evidence": []} for n in rec.needs]
+            bad = [_point(p, recorded, criteria) for p in candidate.bad]
             neutral: list[dict[str, Any]] = []
         else:
             other = "api" if cid == "smtp" else "smtp"
-            good = reasons[cid] + [_point(p, recorded) for p in candidate.good]
-            bad = reasons[other] + [_point(p, recorded) for p in candidate.bad]
+            good = reasons[cid] + [_point(p, recorded, criteria) for p in candidate.good]
+            bad = [_against(r, criteria.title(other)) for r in reasons[other]]
+            bad += [_point(p, recorded, criteria) for p in candidate.bad]
             neutral = balanced
         options.append({"id": cid, "title": candidate.title, "summary": candidate.summary,
                         "good": good, "bad": bad, "neutral": neutral, "chosen": cid == rec.choice})
@@ -160,8 +215,9 @@ def _context(rec: Recommendation, *, title: str, context: str, recorded: Mapping
         consequences_bad = chosen["bad"]
     else:
         consequences_good = reasons[rec.choice][:4] or chosen["good"][:2]
-        consequences_bad = reasons["api" if rec.choice == "smtp" else "smtp"][:4] + [
-            _point(p, recorded) for p in criteria.candidates[rec.choice].bad][:2]
+        other = "api" if rec.choice == "smtp" else "smtp"
+        consequences_bad = [_against(r, criteria.title(other)) for r in reasons[other][:4]] + [
+            _point(p, recorded, criteria) for p in criteria.candidates[rec.choice].bad][:2]
     consequences_bad = consequences_bad + [{"text": c, "sources": "", "evidence": []} for c in rec.conflicts]
 
     cited_claims: list[str] = []
@@ -180,11 +236,15 @@ def _context(rec: Recommendation, *, title: str, context: str, recorded: Mapping
         "context": context,
         "rec": rec,
         "chosen_title": criteria.title(rec.choice),
+        "headline": headline(title, rec.choice, reads=rec.answers.get("direction") == "read_replies"),
+        "margin_words": margin_words(rec),
+        "rule_words": RULE_WORDS.get(rec.rule, rec.rule),
+        "hybrid_how": criteria.architecture.get("hybrid", "") if rec.choice == "hybrid" else "",
         "date": generated_at.date().isoformat(),
         "generated_at": generated_at.isoformat(timespec="seconds"),
         "version": emailkit.__version__,
         "options": options,
-        "drivers": [_reason_item(r, recorded) for r in rec.reasons],
+        "drivers": [_reason_item(r, recorded, criteria) for r in rec.reasons],
         "consequences_good": consequences_good,
         "consequences_bad": consequences_bad,
         "routes": [{"traffic": r.traffic, "path": r.path, "path_title": criteria.title(r.path) if r.path in CHOICES
@@ -199,7 +259,7 @@ def _context(rec: Recommendation, *, title: str, context: str, recorded: Mapping
                   "pct": round(100 * rec.smtp_score / top)},
                  {"path": "api", "title": criteria.title("api"), "score": rec.api_score,
                   "pct": round(100 * rec.api_score / top)}],
-        "evidence": [{"key": e.key, "claim": e.claim, "quote": e.quote(),
+        "evidence": [{"key": e.key, "claim": e.claim, "quote": measured(e),
                       "meaning": evidence_store.KNOWN_KEYS[e.key].meaning} for e in quoted],
         "evidence_path": evidence_path,
         "claims": [{"id": c, "text": criteria.claims[c]} for c in sorted(cited_claims)],

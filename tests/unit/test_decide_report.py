@@ -6,11 +6,15 @@ import base64
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from emailkit import evidence
 from emailkit.decide import Recommendation, download_link, render_report, save_report, score
+from emailkit.decide.cli import read_answers
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "answers").glob("*.yaml"))
 
 MADR_HEADINGS = [
     "## Context and Problem Statement",
@@ -100,11 +104,12 @@ def test_measured_figures_are_quoted_with_when_and_where() -> None:
     rec = score({"latency": "urgent"})  # cites C07, which this figure supports
     text = render_report(rec, "md")
     assert "No measured evidence" not in text
-    assert f"smtp.round_trips_per_message = {item.quote()}" in text
+    assert "6 round trips (01_smtp_on_the_wire on " in text and "`smtp.round_trips_per_message`" in text
     assert item.measured_at in text and item.host in text and "01_smtp_on_the_wire" in text
     data = json.loads(render_report(rec, "json"))
-    assert data["evidence"] == [{"key": item.key, "value": 6.0, "unit": "round trips", "source": item.source,
-                                 "detail": item.detail, "measured_at": item.measured_at, "host": item.host}]
+    expected = {"key": item.key, "value": 6.0, "unit": "round trips", "source": item.source,
+                "detail": item.detail, "measured_at": item.measured_at, "host": item.host}
+    assert [{k: e[k] for k in expected} for e in data["evidence"]] == [expected]
 
 
 def test_figures_for_claims_the_report_does_not_rest_on_are_not_quoted() -> None:
@@ -154,3 +159,56 @@ def test_unknown_format_names_the_choices() -> None:
     with pytest.raises(InvalidInput) as info:
         render_report(score({}), "pdf")
     assert info.value.field == "format" and "md, html, json" in info.value.fix
+
+
+# ------------------------------------------------------------------ wording, on the shipped examples
+
+
+def _bullets(text: str, kind: str) -> list[str]:
+    return [line.split(f"* {kind}, because ", 1)[1] for line in text.splitlines() if f"* {kind}, because " in line]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_the_shipped_examples_read_as_plain_english(path: Path) -> None:
+    # One figure of exactly 1 in a plural unit, and one of 6, so plurals are exercised in every report.
+    evidence.record("rest.requests_to_read_replies", 1, "requests", source="02_rest_send_and_read", detail="GET")
+    evidence.record("rest.round_trips_per_message", 1, "round trips", source="02_rest_send_and_read", detail="POST")
+    evidence.record("smtp.round_trips_per_message", 6, "round trips", source="01_smtp_on_the_wire", detail="EHLO")
+    answers, title, context = read_answers(path)
+    rec = score(answers)
+    text = render_report(rec, "md", title=title, context=context)
+    heading = text.split("\n# ", 1)[1].splitlines()[0]
+    # A plain title: no "email over Hybrid (SMTP and REST API)".
+    assert "Hybrid" not in heading and "email over REST" not in heading
+    assert heading.startswith(title[:1].upper() + title[1:] + ": send")
+    # Mirrored reasons: a pro of one option is never pasted as a con of another (or vice versa).
+    goods, bads = set(_bullets(text, "Good")), set(_bullets(text, "Bad"))
+    assert not goods & bads, goods & bads
+    for bad in bads:
+        assert not bad.startswith(("with one provider", "a send-only app", "on premises")), bad
+    # Plurals: "1 request", never "1 requests"; no "1 round trips".
+    assert not re.search(r"\b1 (requests|round trips|connections|messages|events|bytes)\b", text)
+    assert "1 request (" in text and "1 round trip (" in text and "6 round trips (" in text
+    # The margin in words, no rule ids.
+    assert not re.search(r"margin [+-]?\d|[+-]\d+ toward the API", text) and "rule `" not in text
+    if rec.margin:
+        leader = "the REST email API" if rec.margin > 0 else "SMTP"
+        points = f"{abs(rec.margin)} point{'s' if abs(rec.margin) != 1 else ''}"
+        assert f"{leader} leads by {points}." in text
+    else:
+        assert "the two scores are level" in text
+    # Sources a reader has: docs/sources.md and articles by title, no workspace files.
+    assert "design/CLAIMS" not in text and "seed " not in text and ".txt" not in text
+    assert "docs/sources.md" in text and '"SMTP vs Email API: Which Should You Use?", tinysend' in text
+    # The same wording in the HTML page.
+    page = render_report(rec, "html", title=title, context=context)
+    assert not re.search(r"[Mm]argin [+-]?\d|[+-]\d+ toward the API", page) and "rule <code>" not in page
+    assert f"<h1>{heading.replace('&', '&amp;')}</h1>" in page
+
+
+def test_a_hybrid_report_has_no_filler_route_and_says_both_paths_share_one_service() -> None:
+    rec = score({"codebase": "modern_app", "legacy_smtp": "yes"})
+    text = render_report(rec, "md", title="portal")
+    routes = text.split("Suggested architecture:")[1].split("### Consequences")[0]
+    assert "Both paths →" not in routes and "→ Hybrid" not in routes
+    assert "Both paths: route them through the same email service" in routes

@@ -79,7 +79,7 @@ def test_exports_save_files_and_offer_matching_downloads(app, tmp_path) -> None:
         assert link, app.downloads.value
         assert base64.b64decode(link.group(2)).decode() == (folder / link.group(1)).read_text()
     md = (folder / "email-decision-billing-api.md").read_text()
-    assert 'Chosen option: "Hybrid (SMTP and REST API)"' in md and "# Billing API: email over Hybrid" in md
+    assert 'Chosen option: "Hybrid (SMTP and REST API)"' in md and "# Billing API: send email over SMTP and through a REST email API" in md
     assert "Saved" in app.status.value
 
 
