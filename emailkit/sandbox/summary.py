@@ -24,6 +24,7 @@ from html import unescape
 from html.parser import HTMLParser
 
 from emailkit.limits import HEADER_MAX_FIELDS, MIME_MAX_DEPTH
+from emailkit.sandbox.html_text import html_to_plain_text, strip_html
 
 __all__ = [
     "AttachmentInfo",
@@ -205,7 +206,7 @@ def snippet(text: str, html: str) -> str:
     """Mailpit's snippet: stripped HTML if any, else the text; whitespace collapsed, 200 bytes + '...'."""
     text, html = text.strip(), html.strip()
     if html:
-        return _truncate_utf8(html_to_text(html), 200)
+        return _truncate_utf8(strip_html(html), 200)
     if text:
         return _truncate_utf8(" ".join(text.replace("\ufeff", " ").split()), 200)
     return ""
@@ -455,7 +456,7 @@ def summarize(raw: bytes) -> Summary:
             _decode_words(headers.get("bcc", "")),
             _decode_words(headers.get("reply-to", "")),
             headers.get("return-path", ""),
-            html_to_text(body.html) if body.html.strip() else body.text,
+            strip_html(body.html, include_links=True) or body.text,  # Mailpit's createSearchText
             *(a.filename for a in body.attachments),
         ]
     )
@@ -519,7 +520,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
     body = _body(raw, headers, want_data=True)
     text = body.text
     if not text and body.html:
-        text = html_to_text(body.html, keep_lines=True)  # enmime down-converts HTML the same way
+        text = html_to_plain_text(body.html)  # as Mailpit's parser (enmime + html2text) down-converts it
     return_path = headers.get("return-path", "").strip().strip("<>") or sender["Address"]
     try:
         date = parsedate_to_datetime(headers["date"]) if headers.get("date") else None

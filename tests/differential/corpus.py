@@ -38,6 +38,21 @@ PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
 HTML_WITH_LINKS = ('<html><body><p>Hello <b>HTML</b> <a href="http://127.0.0.1:9/nowhere">a link</a></p>'
                    '<img src="cid:logo@corpus"></body></html>')
 
+# Every element the down-conversion to Text treats specially (Mailpit's Text of an HTML-only message)
+HTML_ONLY = """<!DOCTYPE html><html><head><title>ignored</title><style>p {color: red}</style></head><body>
+<h1>Main   title</h1><h2>Second</h2><h3>Third</h3><h4>Fourth</h4>
+<p>A <b>bold</b> and <strong>strong</strong> word, a <a href="http://127.0.0.1:9/x">link</a>,
+a bare <a href="http://127.0.0.1:9/y">http://127.0.0.1:9/y</a> and <a href="mailto:me@corpus.test">mail me</a>.</p>
+<ul><li>one<li>two</li><li>three <i>italic</i></li></ul><ol><li>first</li><li>second</li></ol>
+<div>a div</div><div><div>nested div</div></div>line<br>break<br/>again
+<blockquote>A quoted line that is long enough to be wrapped by the rules at seventy-four characters, twice over
+ and more.<blockquote>nested quote</blockquote></blockquote>
+<pre>  keep   this
+    as is</pre>
+<table><tr><th>h</th><td>cell</td></tr></table><a href="http://127.0.0.1:9/i"><img src="cid:x" alt="alt text"></a>
+<p>caf&eacute; &amp; &lt;tags&gt; &#x1F600;</p><script>var x = 1;</script>
+</body></html>"""
+
 
 @dataclass(frozen=True)
 class Case:
@@ -125,6 +140,8 @@ CASES = [
                                   headers={"List-Unsubscribe": "<mailto:unsub@corpus.test?subject=stop>, "
                                                                "<https://corpus.test/unsub/123>",
                                            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"})),
+    Case("html-only", dict(sender="alice@corpus.test", to=["bob@corpus.test"], subject="Only HTML",
+                           html=HTML_ONLY)),
     Case("tags", dict(sender="alice@corpus.test", to=["bob+Invoices@corpus.test", "carol+urgent@corpus.test"],
                       subject="Tagged", text="Tagged by header and plus-address.\n",
                       headers={"X-Tags": "beta, Alpha, alpha, gamma two"})),

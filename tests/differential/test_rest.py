@@ -21,6 +21,7 @@ SEARCHES = [
     "bcc:erin", "reply-to:replies", "is:read", "is:unread", "has:attachment", "has:inline", "tag:Invoices",
     "tag:alpha", "!tag:alpha", "subject:\"HTML and text\"", "message-id:plain@corpus.test", "larger:2KB",
     "smaller:2KB", "after:2020-01-01", "before:2100-01-01", "filename:report.pdf", "Grüße", "日本語", "東京", "...", "-",
+    "Fourth", "italic", "127.0.0.1:9/x", "link", "alt text", "ignored",
     "is:tagged", "-is:tagged", "addressed:carol@corpus.test", "list-unsubscribe:mailto",
 ]
 
