@@ -19,8 +19,10 @@ import ipywidgets as w
 from emailkit.decide.model import Criteria, Recommendation, load_criteria, normalise_answers, score
 from emailkit.decide.report import (
     REPORT_FORMATS,
+    RULE_WORDS,
     TEMPLATES,
     download_link,
+    margin_words,
     render_report,
     report_filename,
     reports_dir,
@@ -43,6 +45,7 @@ class App:
         self._bulk = False
         self.saved: dict[str, Path] = {}
         self._links: dict[str, str] = {}
+        self._sizes: dict[str, int] = {}
 
         presets = [("Defaults (a typical new web app)", DEFAULTS)]
         presets += [(p.label, p.id) for p in self.criteria.presets.values()]
@@ -106,7 +109,8 @@ class App:
             f"<style>{style}{_WIDGET_CSS}</style>"
             '<div class="ek-app-title">SMTP, a REST email API, or both?</div>'
             '<div class="ek-muted">Answer for your project; the recommendation, its reasons and what would '
-            "change it update as you go. Each reason cites the claims (C01-C23) and articles it rests on.</div>")
+            "change it update as you go. Each reason cites the claims (C01-C23) and articles (A0-A4) it rests on; "
+            "docs/sources.md states each claim and names each article.</div>")
         questions_col = w.VBox([self.preset, self.preset_help, self.title, *group_boxes],
                                layout=w.Layout(flex="1 1 24rem", min_width="18rem", padding="0 1rem 0 0"))
         questions_col.add_class("ek-questions")
@@ -115,7 +119,9 @@ class App:
                              self.reasons, self.flips],
                             layout=w.Layout(flex="1 1 28rem", min_width="20rem"))
         result_col.add_class("ek-panel")
+        result_col.add_class("ek-sticky")
         body = w.HBox([questions_col, result_col], layout=w.Layout(flex_flow="row wrap", align_items="flex-start"))
+        body.add_class("ek-body")
         self.ui = w.VBox([header, body])
         self.ui.add_class("ek-app")
 
@@ -178,7 +184,9 @@ class App:
         """Score the current answers and redraw the result panel."""
         rec = score(self.answers, self.criteria)
         self.recommendation = rec
-        ctx = {"rec": rec, "criteria": self.criteria, "title": self.criteria.title}
+        ctx = {"rec": rec, "criteria": self.criteria, "title": self.criteria.title,
+               "margin_words": margin_words(rec), "rule_words": RULE_WORDS.get(rec.rule, rec.rule),
+               "hybrid_how": self.criteria.architecture.get("hybrid", "") if rec.choice == "hybrid" else ""}
         top = max(rec.smtp_score, rec.api_score, 1)
         ctx["bars"] = [
             {"path": "smtp", "title": self.criteria.title("smtp"), "score": rec.smtp_score,
@@ -217,11 +225,15 @@ class App:
         except (OSError, EmailkitError) as exc:
             self.status.value = f'<span class="ek-error">Could not export: {html.escape(str(exc))}</span>'
             return None
+        path = path.resolve()
         self.saved[fmt] = path
+        self._sizes[fmt] = len(text.encode("utf-8"))
         self._links[fmt] = download_link(text, fmt, filename, css_class=f"ek-download-{fmt}")
         self.downloads.value = " · ".join(self._links[f] for f in REPORT_FORMATS if f in self._links)
-        self.status.value = (f'<span class="ek-saved">Saved {html.escape(str(path))} '
-                             f"({len(text.encode('utf-8')):,} bytes).</span>")
+        written = "".join(
+            f'<li><code>{html.escape(str(self.saved[f]))}</code> ({self._sizes[f]:,} bytes)</li>'
+            for f in REPORT_FORMATS if f in self._links)
+        self.status.value = f'<div class="ek-saved">Saved in {html.escape(str(path.parent))}:<ul>{written}</ul></div>'
         return path
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
@@ -242,4 +254,10 @@ _WIDGET_CSS = """
 .ek-error { color: #cf222e; }
 .ek-saved { color: #1a7f37; }
 .ek-downloads a { margin-right: .8rem; color: #0969da; text-decoration: underline; }
+.ek-saved ul { margin: .2rem 0 0 1rem; padding: 0; } .ek-saved code { overflow-wrap: anywhere; }
+/* The result stays in view while the lower questions are answered (wide screens; narrow ones stack). */
+.ek-app, .ek-app .ek-body { overflow: visible !important; }  /* a scrolling box would pin nothing */
+@media (min-width: 50rem) {
+  .ek-sticky { position: sticky; top: .5rem; align-self: flex-start; max-height: calc(100vh - 1rem); overflow-y: auto; }
+}
 """

@@ -80,7 +80,29 @@ def test_exports_save_files_and_offer_matching_downloads(app, tmp_path) -> None:
         assert base64.b64decode(link.group(2)).decode() == (folder / link.group(1)).read_text()
     md = (folder / "email-decision-billing-api.md").read_text()
     assert 'Chosen option: "Hybrid (SMTP and REST API)"' in md and "# Billing API: send email over SMTP and through a REST email API" in md
-    assert "Saved" in app.status.value
+    # The status names every file written, each by its absolute path (not only the last one).
+    for ext in ("md", "html", "json"):
+        assert f"<code>{(folder / f'email-decision-billing-api.{ext}').resolve()}</code>" in app.status.value
+
+
+def test_the_panel_speaks_plainly_and_has_no_filler_route(app) -> None:
+    app.preset.value = "enterprise_legacy"
+    chart = app.chart.value
+    assert "API minus SMTP" not in chart and "rule" not in chart
+    rec = app.recommendation
+    leader = "The REST email API leads by" if rec.margin > 0 else "SMTP leads by" if rec.margin < 0 else "The two"
+    assert leader in chart and "What decided it:" in chart
+    routes = app.architecture.value
+    assert "Both paths</b>" not in routes and "→ Hybrid" not in routes
+    assert "Both paths: route them through the same email service" in routes
+    assert "seed " not in app.reasons.value and re.search(r"\bA[0-4]\b", app.reasons.value)
+
+
+def test_the_result_panel_stays_in_view_while_the_questions_scroll(app) -> None:
+    panel = app.ui.children[1].children[1]
+    assert "ek-sticky" in panel._dom_classes
+    css = app.ui.children[0].value
+    assert re.search(r"\.ek-sticky \{ position: sticky;", css)
 
 
 def test_a_changed_answer_withdraws_stale_downloads(app) -> None:
