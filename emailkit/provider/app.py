@@ -102,7 +102,6 @@ _NOT_IMPLEMENTED_QUERY = {
     "select": "drop it: every field is returned",
     "metadata_pair": "drop it: the provider keeps no metadata on messages",
     "earliest_message_date": "use latest_message_after / latest_message_before",
-    "offset": "use limit and page_token",
 }
 _known_query: dict[int, frozenset[str]] = {}
 
@@ -424,8 +423,22 @@ def create_app(service: Service, *, oauth_router: APIRouter | None = None, title
 
     @app.get("/v3/grants", tags=["grants"], dependencies=[AppKey], response_model=ListResponse[GrantOut],
              responses=error_responses(400, 401, 403))
-    async def list_grants(request: Request) -> dict[str, Any]:
-        return _ok(request, [g.to_json() for g in service.store.grants()], next_cursor=None)
+    async def list_grants(
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=200, description="1 to 200 (Nylas pages grants by offset)")] = 200,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        email: Annotated[str | None, Query(description="Only the grant of this address")] = None,
+        provider: Annotated[str | None, Query(description="emailkit (the only provider here)")] = None,
+        grant_status: Annotated[str | None, Query(description="valid (every grant here is)")] = None,
+    ) -> dict[str, Any]:
+        grants = [g.to_json() for g in service.store.grants()]
+        if email is not None:
+            grants = [g for g in grants if g["email"].casefold() == email.strip().casefold()]
+        if provider is not None:
+            grants = [g for g in grants if g["provider"] == provider]
+        if grant_status is not None:
+            grants = [g for g in grants if g["grant_status"] == grant_status]
+        return _ok(request, grants[offset:offset + limit], next_cursor=None)
 
     @app.get("/v3/grants/{grant_id}", tags=["grants"], response_model=DataResponse[GrantOut],
              responses=error_responses(*_ERRORS))

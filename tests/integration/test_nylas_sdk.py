@@ -79,6 +79,12 @@ def test_custom_authentication_creates_one_grant_per_mailbox(nylas: Client) -> N
     found = nylas.grants.find(first.data.id).data
     assert found.email == email and found.grant_status == "valid" and "email.send" in found.scope
     assert first.data.id in {g.id for g in nylas.grants.list().data}
+    assert [g.id for g in nylas.grants.list({"email": email}).data] == [first.data.id]
+    connect(nylas, "second")
+    page = nylas.grants.list({"limit": 1, "offset": 0}).data
+    assert len(page) == 1 and nylas.grants.list({"limit": 1, "offset": 1}).data[0].id != page[0].id
+    error = api_error(lambda: nylas.grants.list({"since": 0}))
+    assert error.status_code == 400 and "since" in str(error)
 
 
 @pytest.mark.parametrize(("body", "field"), [
