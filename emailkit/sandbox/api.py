@@ -443,14 +443,15 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
         from_email = _string(sender.get("Email"), "From.Email", as_json=True)
         from_name = _string(sender.get("Name"), "From.Name", as_json=True)
         try:
-            parsed_name, from_email = parse_address(from_email, "From")  # also takes "Name <a@b.c>", as Mailpit
-            from_name = from_name or parsed_name
+            # also takes "Name <a@b.c>", as Mailpit does, and like Mailpit keeps only the address (the
+            # name comes from From.Name alone)
+            _, from_email = parse_address(from_email, "From")
         except InvalidInput:
             # Mailpit parses From.Email as an address list entry: "API <api@example.com>" is accepted
             parsed_from = getaddresses([from_email]) if "<" in from_email else []
             if len(parsed_from) != 1 or "@" not in parsed_from[0][1]:
                 raise _BadRequest(f"invalid From address: {from_email}", as_json=True) from None
-            from_name, from_email = from_name or parsed_from[0][0], parsed_from[0][1]
+            from_email = parsed_from[0][1]
         to = addresses("To", "To")
         cc = addresses("Cc", "Cc")
         bcc = addresses("Bcc", "Bcc")

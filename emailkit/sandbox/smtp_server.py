@@ -202,7 +202,8 @@ class SessionTimeouts:
       that drips a byte a second is cut after this.
     * `session`: the whole connection, however busy.
 
-    When one runs out the server answers ``421 4.4.2 <host> Error: timeout exceeded`` and
+    When one runs out the server answers as Mailpit does on its timeout, ``421 4.4.2 <host> Mailpit
+    ESMTP Service closing transmission channel after timeout exceeded``, and
     closes; a message whose DATA had not ended is not stored.
     """
 
@@ -261,13 +262,14 @@ class _SandboxSMTP(SMTP):
         self._expire("timeout exceeded")
 
     def _expire(self, reason: str) -> None:
-        """Postfix's ``421 4.4.2 <host> Error: timeout exceeded``, then close (nothing half-stored)."""
+        """Mailpit's ``421 4.4.2 … closing transmission channel after <reason>``, then close (nothing half-stored)."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         peer = self.session.peer if self.session is not None else "?"
         log.info("closing the SMTP session of %s: %s", peer, reason)
-        transport.write(f"421 4.4.2 {self._handler.hostname} Error: {reason}\r\n".encode())
+        transport.write(f"421 4.4.2 {self._handler.hostname} Mailpit ESMTP Service closing transmission channel "
+                        f"after {reason}\r\n".encode())
         transport.close()
 
     def connection_lost(self, error: Exception | None) -> None:

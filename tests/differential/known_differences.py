@@ -23,8 +23,9 @@ _HTML_CHECK = ("out of reach: Mailpit scores HTML against its embedded caniemail
 _QUOTED = ("deliberate: a quoted local part with a space (\"a b\"@x) is refused by the project's address check "
            "(emailkit.message), which every path shares; Mailpit accepts it")
 _NO_FROM = "deliberate: the sandbox names the field ('invalid From address: '); Mailpit says 'from not set'"
-_NAME_IN_EMAIL = ("deliberate: 'Name <addr>' in From.Email is taken apart (name and address); Mailpit keeps the "
-                  "whole string as Return-Path and drops the name")
+_NAME_IN_EMAIL = ("deliberate: with 'Name <addr>' in From.Email both keep the address in From, but Mailpit also "
+                  "writes the whole string as Return-Path ('<Name <addr>>', not an address); the sandbox writes "
+                  "'<addr>'")
 _SEND_FORMAT = ("/api/v1/send builds the message with Python's email package, Mailpit with its Go builder: "
                 "addresses written as 'name <addr>' not '\"name\" <addr>' / '<addr>', charset quoted, a "
                 "Content-Transfer-Encoding header, and a final CRLF after Text/HTML (so Size differs)")
@@ -36,7 +37,7 @@ KNOWN: dict[str, dict[str, str]] = {
     "send minimal: headers": {"body.Content-Type[0]": _SEND_FORMAT, "body.From[0]": _SEND_FORMAT, "body.To[0]": _SEND_FORMAT, "body.Content-Transfer-Encoding[0]": _SEND_FORMAT},
     "send full: message": {"body.Text": _SEND_FORMAT, "body.HTML": _SEND_FORMAT, "body.Size": _SEND_FORMAT},
     "send full: headers": {"body.Cc[0]": _SEND_FORMAT, "body.Content-Type[0]": _SEND_FORMAT, "body.From[0]": _SEND_FORMAT, "body.Reply-To[0]": _SEND_FORMAT, "body.To[0]": _SEND_FORMAT},
-    "send From with a name in Email: message": {"body.From.Name": _NAME_IN_EMAIL, "body.ReturnPath": _NAME_IN_EMAIL, "body.Text": _SEND_FORMAT, "body.Size": _SEND_FORMAT},
+    "send From with a name in Email: message": {"body.ReturnPath": _NAME_IN_EMAIL, "body.Text": _SEND_FORMAT, "body.Size": _SEND_FORMAT},
     "send From with a name in Email: headers": {"body.Content-Type[0]": _SEND_FORMAT, "body.From[0]": _SEND_FORMAT, "body.Return-Path[0]": _NAME_IN_EMAIL, "body.To[0]": _SEND_FORMAT, "body.Content-Transfer-Encoding[0]": _SEND_FORMAT},
     "send From without a domain dot: message": {"body.Text": _SEND_FORMAT, "body.Size": _SEND_FORMAT},
     "send From without a domain dot: headers": {"body.Content-Type[0]": _SEND_FORMAT, "body.From[0]": _SEND_FORMAT, "body.To[0]": _SEND_FORMAT, "body.Content-Transfer-Encoding[0]": _SEND_FORMAT},
