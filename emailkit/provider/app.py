@@ -29,7 +29,8 @@ from starlette.requests import Request as StarletteRequest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emailkit.errors import InvalidInput
-from emailkit.limits import BODY_MAX_BYTES, QUERY_MAX_LENGTH, SEARCH_MAX_TERMS, SEND_BODY_MAX_BYTES, JSONBodyLimits
+from emailkit.limits import (BODY_MAX_BYTES, HEADER_MAX_FIELDS, QUERY_MAX_LENGTH, SEARCH_MAX_TERMS, SEND_BODY_MAX_BYTES,
+                             JSONBodyLimits)
 from emailkit.provider.errors import (
     IMPLEMENTED,
     ProviderError,
@@ -161,6 +162,12 @@ def _limit_refusal(scope: dict[str, Any], status: int, field: str, message: str)
     rid = scope.get("state", {}).get("request_id") or str(uuid.uuid4())
     error = {"type": "invalid_request_error", "message": message, "field": field}
     return _json({"request_id": rid, "error": error}), b"application/json"
+
+
+def _check_header_count(headers: list[Any], field: str) -> None:
+    if len(headers) > HEADER_MAX_FIELDS:  # emailkit.limits: the sandbox's and its SMTP server's limit
+        raise ProviderError(400, "invalid_request_error", f"{field}: {len(headers)} headers; at most "
+                            f"{HEADER_MAX_FIELDS} header fields per message", field=field)
 
 
 def _body_limit(path: str) -> int:
@@ -457,6 +464,8 @@ def create_app(service: Service, *, oauth_router: APIRouter | None = None, title
         fields: IncludeHeaders = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Response:
+        _check_header_count(body.custom_headers, "custom_headers")
+
         async def run() -> tuple[int, bytes]:
             try:
                 data = await service.send(who.grant, body, request_id_of(request),
@@ -485,6 +494,9 @@ def create_app(service: Service, *, oauth_router: APIRouter | None = None, title
         ``messages[i].…``); then they go out one after another on the shared SMTP session.
         The answer is 200 with one result per item: the message object as …/messages/send
         returns it, or ``{"error": {type, message, …}, "index": i}`` for an item SMTP refused."""
+        for i, item in enumerate(body.messages):
+            _check_header_count(item.custom_headers, f"messages[{i}].custom_headers")
+
         async def run() -> tuple[int, bytes]:
             data = await service.send_batch(who.grant, body.messages, request_id_of(request),
                                             include_headers=_include_headers(fields))
@@ -575,12 +587,13 @@ def create_app(service: Service, *, oauth_router: APIRouter | None = None, title
         unread: bool | None = None,
         starred: bool | None = None,
         has_attachment: bool | None = None,
+        thread_id: str | None = None,
         latest_message_after: Annotated[int | None, Query(ge=0, le=UNIX_MAX, description="Unix seconds")] = None,
         latest_message_before: Annotated[int | None, Query(ge=0, le=UNIX_MAX, description="Unix seconds")] = None,
     ) -> dict[str, Any]:
         filters = ThreadFilter(subject=subject, from_=_csv(from_, "from"), to=_csv(to, "to"), cc=_csv(cc, "cc"),
                                bcc=_csv(bcc, "bcc"), any_email=_any_email(any_email), in_=in_, unread=unread,
-                               starred=starred, has_attachment=has_attachment,
+                               starred=starred, has_attachment=has_attachment, thread_id=thread_id,
                                latest_message_after=latest_message_after, latest_message_before=latest_message_before)
         await service.sync(who.grant)
         try:

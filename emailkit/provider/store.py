@@ -191,6 +191,7 @@ class ThreadFilter:
     unread: bool | None = None
     starred: bool | None = None
     has_attachment: bool | None = None
+    thread_id: str | None = None
     latest_message_after: int | None = None
     latest_message_before: int | None = None
 
@@ -535,6 +536,9 @@ class Store:
         if filters.has_attachment is not None:
             having.append("MAX(m.attachments > 0) = ?")
             params.append(int(filters.has_attachment))
+        if filters.thread_id is not None:
+            having.append("m.thread_id = ?")
+            params.append(filters.thread_id)
         if filters.latest_message_after is not None:
             having.append("MAX(m.created) >= ?")
             params.append(filters.latest_message_after)

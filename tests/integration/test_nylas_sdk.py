@@ -314,6 +314,8 @@ def test_threads_with_query_filters(nylas: Client, mail: dict[str, Any]) -> None
     assert thread_ids(has_attachment=True) == {mail["second"].thread_id}
     assert thread_ids(**{"in": "INBOX"}) == {plan}
     assert thread_ids(subject=f"other {mail['tag']}") == {mail["third"].thread_id}
+    assert thread_ids(thread_id=plan) == {plan} and thread_ids(thread_id="no-such-thread") == set()
+    assert thread_ids(starred=False) == everything and thread_ids(unread=True) == {plan}
     thread = nylas.threads.find(ann, plan).data
     assert thread.message_ids == [mail["first"].id, mail["reply"].id]
     assert thread.latest_draft_or_message.id == mail["reply"].id
