@@ -586,3 +586,17 @@ def test_a_send_over_3_mib_goes_multipart_as_the_sdk_does_it(nylas: Client, lab:
     # The same multipart send again is a replay, not a second message.
     again = nylas.messages.send(ann, body(), overrides={"headers": {"Idempotency-Key": key}})
     assert again.data.id == sent.id and again.headers.get("Idempotent-Response") == "true"
+
+
+def test_templates_take_the_engine_field_their_objects_carry(nylas: Client, lab: Lab) -> None:
+    """No SDK resource for templates: the object the API returns can be sent back as it is."""
+    ann = connect(nylas, "tpl")
+    body = {"name": "hello", "subject": "Hi {{ name }}", "body": "<p>Hello {{ name }}</p>", "engine": "jinja2"}
+    created = lab.http.post(f"/v3/grants/{ann}/templates", json=body)
+    assert created.status_code == 200, created.text
+    assert created.json()["data"]["engine"] == "jinja2"
+    other = lab.http.post(f"/v3/grants/{ann}/templates", json={**body, "engine": "mustache"})
+    assert other.status_code == 400 and other.json()["error"]["field"] == "engine"
+    sent = send(nylas, ann, to=[{"email": address()}], body=None,
+                template={"id": created.json()["data"]["id"], "variables": {"name": "Bo"}})
+    assert sent.subject == "Hi Bo"
