@@ -48,12 +48,21 @@ FILENAME = "evidence.json"
 
 
 class KnownKey(NamedTuple):
-    """What one evidence key means: its unit, the claim it supports, the notebook that measures it."""
+    """What one evidence key means: its unit, the claim it supports, the notebook that measures it.
+
+    Ratios (unit "x") name what they compare: `top` ÷ `bottom` on `metric` ("time", "throughput" or
+    "round trips"), so a report can say it in one sentence. `setting=True` marks a figure that only
+    repeats a value the notebook chose (a timeout, say): it is kept, never quoted as a measurement.
+    """
 
     unit: str
     claim: str
     notebook: str
     meaning: str
+    metric: str = ""
+    top: str = ""
+    bottom: str = ""
+    setting: bool = False
 
 
 #: Every figure the decision report knows how to quote. Record them with exactly this key and unit.
@@ -86,7 +95,8 @@ KNOWN_KEYS: dict[str, KnownKey] = {
     # C03: egress blocks
     "smtp.blocked_port_connect_s": KnownKey(
         "s", "C03", "05",
-        "seconds an SMTP connect took to fail behind a simulated egress block"),
+        "seconds an SMTP connect took to fail behind a simulated egress block (the connect timeout the "
+        "notebook set)", setting=True),
     # C07: round trips on the wire
     "smtp.round_trips_per_message": KnownKey(
         "round trips", "C07", "01",
@@ -100,34 +110,38 @@ KNOWN_KEYS: dict[str, KnownKey] = {
     "rest.bytes_per_message": KnownKey(
         "bytes", "C07", "02",
         "bytes on the wire, both directions, for one message over HTTP"),
-    # C08 / C19: throughput
-    "smtp.new_connection_msgs_per_s": KnownKey(
-        "msg/s", "C08", "06", "messages per second, one new SMTP connection per message"),
-    "smtp.reused_connection_msgs_per_s": KnownKey(
-        "msg/s", "C08", "06", "messages per second over one reused SMTP connection"),
-    "rest.single_msgs_per_s": KnownKey(
-        "msg/s", "C08", "06", "messages per second, one HTTP request per message (keep-alive)"),
-    "rest.batch_msgs_per_s": KnownKey(
-        "msg/s", "C08", "06", "messages per second through a batch endpoint"),
-    "smtp.reused_connection_msgs_per_s_at_40ms_rtt": KnownKey(
-        "msg/s", "C08", "06", "messages per second over one reused SMTP connection at 40 ms simulated RTT"),
-    "rest.single_msgs_per_s_at_40ms_rtt": KnownKey(
-        "msg/s", "C08", "06", "messages per second, one HTTP request per message (keep-alive), at 40 ms simulated RTT"),
-    "rest.batch_msgs_per_s_at_40ms_rtt": KnownKey(
-        "msg/s", "C08", "06", "messages per second through a batch endpoint at 40 ms simulated RTT"),
-    "smtp.parallel_msgs_per_s": KnownKey(
-        "msg/s", "C19", "06", "messages per second over several parallel SMTP connections, loopback"),
-    "smtp.pooled_speedup": KnownKey(
-        "x", "C19", "06", "throughput of a reused SMTP connection divided by one connection per message"),
-    # C09: latency of a single message
-    "smtp.send_p50_ms": KnownKey(
-        "ms", "C09", "06", "median time to send one message on a new SMTP connection, loopback"),
-    "rest.send_p50_ms": KnownKey(
-        "ms", "C09", "06", "median time of one REST send on a new connection, loopback"),
-    "smtp.send_p50_ms_at_40ms_rtt": KnownKey(
-        "ms", "C09", "06", "median time to send one message on a new SMTP connection at 40 ms simulated RTT"),
-    "rest.send_p50_ms_at_40ms_rtt": KnownKey(
-        "ms", "C09", "06", "median time of one REST send on a new connection at 40 ms simulated RTT"),
+    # C07 / C08 / C09 / C19: ratios measured by notebook 06 and `make bench` (with a 95 % interval)
+    "c07.round_trips_smtp_starttls_vs_https": KnownKey(
+        "x", "C07", "06", "round trips on the wire for one message: SMTP with STARTTLS + AUTH on a new connection "
+        "÷ one HTTPS request on a new connection", metric="round trips",
+        top="one message over SMTP with STARTTLS + AUTH on a new connection",
+        bottom="one HTTPS request on a new connection"),
+    "c09.time_smtp_starttls_vs_https_loopback": KnownKey(
+        "x", "C09", "06", "median time for one message, SMTP with STARTTLS + AUTH on a new connection ÷ one HTTPS "
+        "request on a new connection, loopback", metric="time",
+        top="one message over SMTP with STARTTLS + AUTH on a new connection",
+        bottom="one HTTPS request on a new connection"),
+    "c09.time_smtp_starttls_vs_https_at_40ms": KnownKey(
+        "x", "C09", "06", "median time for one message, SMTP with STARTTLS + AUTH on a new connection ÷ one HTTPS "
+        "request on a new connection, 40 ms simulated RTT", metric="time",
+        top="one message over SMTP with STARTTLS + AUTH on a new connection",
+        bottom="one HTTPS request on a new connection"),
+    "c08.throughput_smtp_reused_vs_https_at_40ms": KnownKey(
+        "x", "C08", "06", "messages per second, one reused SMTP connection (STARTTLS + AUTH) ÷ one HTTPS request "
+        "at a time on a kept connection, 40 ms simulated RTT", metric="throughput",
+        top="one reused SMTP connection with STARTTLS + AUTH",
+        bottom="one HTTPS request at a time on a kept connection"),
+    "c08.throughput_batch_vs_single_at_40ms": KnownKey(
+        "x", "C08", "06", "messages per second, the REST batch endpoint ÷ one request at a time, 40 ms simulated RTT",
+        metric="throughput", top="the REST batch endpoint", bottom="one REST request at a time"),
+    "c19.throughput_smtp_pool_vs_one_at_40ms": KnownKey(
+        "x", "C19", "06", "messages per second, 4 parallel SMTP connections ÷ one (STARTTLS + AUTH), 40 ms simulated "
+        "RTT", metric="throughput", top="a pool of 4 SMTP connections with STARTTLS + AUTH",
+        bottom="one such connection"),
+    "c19.throughput_h2_streams_vs_one_at_40ms": KnownKey(
+        "x", "C19", "06", "messages per second, 8 concurrent HTTP/2 streams ÷ one request at a time, both on one "
+        "HTTPS connection, 40 ms simulated RTT", metric="throughput",
+        top="8 concurrent HTTP/2 streams on one HTTPS connection", bottom="one request at a time on it"),
     # C10: failures and retries
     "retry.messages_lost": KnownKey(
         "messages", "C10", "05", "messages lost under injected 421/450/429/503 failures with the retry policy"),
@@ -157,6 +171,8 @@ class Evidence:
     detail: str
     measured_at: str
     host: str
+    low: float | None = None
+    high: float | None = None
 
     @property
     def claim(self) -> str:
@@ -225,7 +241,7 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 
 def record(key: str, value: float, unit: str, *, source: str, detail: str = "",
-           folder: str | Path | None = None) -> Evidence:
+           folder: str | Path | None = None, low: float | None = None, high: float | None = None) -> Evidence:
     """Append one measured figure to `evidence.json` and return it.
 
     `key` must be one of `KNOWN_KEYS` and `unit` its unit; `source` names what measured it
@@ -245,12 +261,20 @@ def record(key: str, value: float, unit: str, *, source: str, detail: str = "",
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidInput("value", f"{value!r} is not a finite number",
                            fix="record the measured figure as an int or float")
+    for name, bound in (("low", low), ("high", high)):
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float))
+                                  or not math.isfinite(bound)):
+            raise InvalidInput(name, f"{bound!r} is not a finite number", fix="give the interval's bounds, or None")
+    if low is not None and high is not None and not low <= value <= high:
+        raise InvalidInput("low", f"the interval {low!r}..{high!r} does not contain the value {value!r}",
+                           fix="record the estimate with the bounds of its own interval")
     if not source or not source.strip():
         raise InvalidInput("source", "is empty", fix="name what measured it, e.g. source='06_cost_and_speed'")
     item = Evidence(
         key=key, value=float(value), unit=unit, source=source.strip(), detail=detail.strip(),
         measured_at=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
         host=socket.gethostname(),
+        low=None if low is None else float(low), high=None if high is None else float(high),
     )
     path = location(folder)
     with _locked(path):
@@ -263,12 +287,16 @@ def record(key: str, value: float, unit: str, *, source: str, detail: str = "",
     return item
 
 
+_OPTIONAL = ("low", "high")  # fields older records do not have
+
+
 def load(folder: str | Path | None = None) -> dict[str, Evidence]:
     """The latest figure recorded for each key (an empty dict when nothing was measured yet)."""
     latest: dict[str, Evidence] = {}
     for raw in _read(location(folder)):
         try:
-            item = Evidence(**{name: raw[name] for name in Evidence.__dataclass_fields__})
+            item = Evidence(**{name: raw[name] if name not in _OPTIONAL else raw.get(name)
+                               for name in Evidence.__dataclass_fields__})
         except (KeyError, TypeError):
             continue  # a record written by another version: skip rather than guess
         latest[item.key] = item

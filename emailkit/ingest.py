@@ -151,7 +151,7 @@ def ingest_rate(host: str, port: int, n: int = 2000, *, connections: int = 1, ta
     """Send `n` ~1 KB messages over `connections` reused SMTP connections at once; the rate achieved."""
     if n < 1 or connections < 1:
         raise InvalidInput("n" if n < 1 else "connections", "must be at least 1", fix="measure at least one message")
-    from .bench import _run
+    from .bench.runs import _run
 
     messages = _messages(n, tag)
     size = sum(len(m.as_bytes()) for m in messages) / n
@@ -171,7 +171,7 @@ def ingest_rate(host: str, port: int, n: int = 2000, *, connections: int = 1, ta
 
 def read_latency(api_url: str, *, calls: int = 100, query: str = "to:inbox3@example.com") -> dict[str, float]:
     """p50/p95 of `GET /api/v1/messages` (50 newest) and of `GET /api/v1/search?query=…`, `calls` each."""
-    from .bench import percentile
+    from .bench.summary import percentile
     from .mailpit import Mailpit
 
     out: dict[str, float] = {"calls": calls}

@@ -235,6 +235,8 @@ class _Stream:
             t.bytes_from_client += len(data)
         else:
             t.bytes_from_server += len(data)
+        if not t.tls and not t.lines and not self.buffer and data[:2] == b"\x16\x03":
+            t.tls = True  # a TLS handshake record as the first bytes: implicit TLS (SMTPS, HTTPS)
         if t.tls:
             self.flush()
             self._encrypted(data)

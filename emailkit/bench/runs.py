@@ -1,112 +1,125 @@
-"""Measured comparisons, printed as figures and returned as pandas DataFrames.
+"""Sending the same ~1 KB message many ways, measured per message, as pandas DataFrames.
 
-`python -m emailkit.bench` (or `make bench`) measures, on this machine, in one run:
+The ways (`MODES`, described by `MODE_INFO`): SMTP plain (the baseline), with STARTTLS + AUTH, and with
+implicit TLS + AUTH — on a new connection per message, one reused connection, or a pool of parallel
+connections; the provider's REST API over plain HTTP/1.1 (the baseline), HTTPS with HTTP/1.1, and
+HTTPS with HTTP/2 — on a new connection per request, one keep-alive connection, concurrent requests
+(several HTTP/1.1 connections, or streams multiplexed on one HTTP/2 connection), and the batch endpoint.
 
-* SMTP ingest of ~1 KB messages into the sandbox, real Mailpit and a bare aiosmtpd sink, each in
-  its own process with a database file (`emailkit.ingest`), over one and over four connections,
-  and list/search latency on a 5,000-message mailbox — Mailpit's README claims 200–300/s;
-* sending the same ~1 KB message seven ways — SMTP with a new connection per message, over
-  one reused connection, over several parallel connections; the provider's REST API on a new
-  connection per request, on one keep-alive connection, with concurrent requests, and
-  through its batch endpoint — at loopback and at simulated round-trip times (a `Wiretap`
-  with ``rtt=`` in front of the SMTP server or of the provider's HTTP port), with the round
-  trips per message counted on the wire beside the protocol's minimum.
+Every TLS client verifies the server's certificate against the run's lab CA (`BenchServers.ca`).
+`rtt=None` connects directly (loopback, no proxy); a number of seconds puts a proxy with that much
+simulated round-trip time in between — in its own process (`emailkit.bench.network`) — which also
+counts round trips and bytes on the wire.
 
-Every function takes the sample size `n` and returns a DataFrame (one row per message, or a
-summary); timings are measurements, never assertions: the machines are shared and noisy, so
-compare figures as ratios within one run. In the SMTP-vs-REST part the client, wiretap and provider
-share this Python process (and the mailbox too when it is the sandbox), so loopback figures include
-their competition for the GIL.
+Each function returns one row per message: its latency (`latency_ms`), when it completed in the run
+(`done_ms`), the run's wall time, and what the wire saw. Timings are measurements, never assertions.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import atexit
 import math
-import statistics
-import sys
+import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .background import BackgroundLoop
-from .errors import InvalidInput
-from .message import compose
-from .smtp import Connection
-from .wiretap import Wiretap
+from ..background import BackgroundLoop
+from ..errors import InvalidInput
+from ..message import compose
+from .network import Network, WireCount
+from .servers import RestTarget
 
 if TYPE_CHECKING:
     import httpx
     import pandas as pd
 
-    from .provider.server import Provider
+    from .servers import BenchServers
 
 __all__ = [
     "MODES",
-    "PROVIDER_OPTIONS",
-    "RestTarget",
+    "MODE_INFO",
+    "Mode",
     "compare",
-    "conclusions",
-    "main",
-    "percentile",
-    "record_evidence",
     "rest_batch",
-    "rest_target",
     "rest_concurrent",
     "rest_new_connection",
     "rest_single",
-    "round_trips",
+    "run_mode",
     "smtp_new_connection",
     "smtp_parallel",
     "smtp_reused_connection",
-    "summarize",
 ]
 
-#: The ways of sending that `compare()` measures, in the order tables show them.
-MODES: dict[str, str] = {
-    "smtp_new_connection": "SMTP, a new connection per message",
-    "smtp_reused_connection": "SMTP, one reused connection",
-    "smtp_parallel": "SMTP, parallel reused connections",
-    "rest_new_connection": "REST, a new connection per request",
-    "rest_single": "REST, one keep-alive connection",
-    "rest_concurrent": "REST, concurrent requests",
-    "rest_batch": "REST, batch endpoint",
-}
+
+@dataclass(frozen=True)
+class Mode:
+    """One way of sending: which path, how it is secured, which HTTP version, how connections are used."""
+
+    name: str
+    label: str
+    path: str  # "smtp" or "rest"
+    security: str  # smtp: "plain", "starttls", "tls"; rest: "http", "https"
+    http: str  # "1.1", "2" or "" (SMTP)
+    style: str  # "new", "reused", "parallel", "concurrent", "batch"
+
+    @property
+    def tls(self) -> bool:
+        return self.security in ("starttls", "tls", "https")
+
+
+_MODES = [
+    Mode("smtp_new_connection", "SMTP, a new connection per message", "smtp", "plain", "", "new"),
+    Mode("smtp_reused_connection", "SMTP, one reused connection", "smtp", "plain", "", "reused"),
+    Mode("smtp_parallel", "SMTP, parallel reused connections", "smtp", "plain", "", "parallel"),
+    Mode("starttls_new_connection", "SMTP STARTTLS + AUTH, a new connection per message", "smtp", "starttls", "",
+         "new"),
+    Mode("starttls_reused_connection", "SMTP STARTTLS + AUTH, one reused connection", "smtp", "starttls", "",
+         "reused"),
+    Mode("starttls_parallel", "SMTP STARTTLS + AUTH, parallel reused connections", "smtp", "starttls", "",
+         "parallel"),
+    Mode("smtps_new_connection", "SMTP implicit TLS + AUTH, a new connection per message", "smtp", "tls", "", "new"),
+    Mode("rest_new_connection", "REST HTTP/1.1, a new connection per request", "rest", "http", "1.1", "new"),
+    Mode("rest_single", "REST HTTP/1.1, one keep-alive connection", "rest", "http", "1.1", "reused"),
+    Mode("rest_concurrent", "REST HTTP/1.1, concurrent requests", "rest", "http", "1.1", "concurrent"),
+    Mode("rest_batch", "REST HTTP/1.1, batch endpoint", "rest", "http", "1.1", "batch"),
+    Mode("https_new_connection", "HTTPS HTTP/1.1, a new connection per request", "rest", "https", "1.1", "new"),
+    Mode("https_single", "HTTPS HTTP/1.1, one keep-alive connection", "rest", "https", "1.1", "reused"),
+    Mode("https_concurrent", "HTTPS HTTP/1.1, concurrent requests on a pool", "rest", "https", "1.1", "concurrent"),
+    Mode("h2_single", "HTTPS HTTP/2, one request at a time on one connection", "rest", "https", "2", "reused"),
+    Mode("h2_concurrent", "HTTPS HTTP/2, concurrent streams on one connection", "rest", "https", "2", "concurrent"),
+]
+
+#: Every way of sending, by name, in the order tables show them.
+MODE_INFO: dict[str, Mode] = {m.name: m for m in _MODES}
+#: name -> label (what tables print).
+MODES: dict[str, str] = {m.name: m.label for m in _MODES}
 
 _BODY = ("The quick brown fox jumps over the lazy dog. " * 20)[:760]
+#: SMTP AUTH login for the lab's accept-any servers (a local test login, not a secret).
+_LOGIN = ("bench@example.com", "bench-local")
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100) of `values`, by linear interpolation."""
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("no values")
-    k = (len(ordered) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def _one_kb_messages(n: int, tag: str = "bench") -> list[Any]:
-    return [
-        compose(sender="bench@example.com", to=[f"inbox{i % 7}@example.com"], subject=f"{tag} {i}", text=_BODY)
-        for i in range(n)
-    ]
+def _messages(n: int, tag: str = "bench") -> list[Any]:
+    return [compose(sender="bench@example.com", to=[f"inbox{i % 7}@example.com"], subject=f"{tag} {i}", text=_BODY)
+            for i in range(n)]
 
 
 def _payload(i: int, tag: str = "bench") -> dict[str, Any]:
-    """The REST twin of `_one_kb_messages`: same recipient pattern, subject and body."""
+    """The REST twin of `_messages`: same recipient pattern, subject and body."""
     return {"to": [{"email": f"inbox{i % 7}@example.com"}], "subject": f"{tag} {i}", "body": _BODY,
             "is_plaintext": True}
 
 
 def _check_n(n: int, name: str = "n") -> None:
-    if not isinstance(n, int) or n < 1:
-        raise InvalidInput(name, f"{n!r} is not a whole number >= 1", fix="measure at least one message, e.g. n=20")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InvalidInput(name, f"{n!r} is not a whole number >= 1", fix="measure at least one message, e.g. n=30")
 
 
 _runner: BackgroundLoop | None = None
+_net: Network | None = None
 
 
 def _run(coro: Awaitable[Any]) -> Any:
@@ -117,73 +130,68 @@ def _run(coro: Awaitable[Any]) -> Any:
     return _runner.run(coro)
 
 
+def _network() -> Network:
+    """The proxies' process, started on first use and stopped when Python exits."""
+    global _net
+    if _net is None:
+        _net = Network().start()
+        atexit.register(_net.close)
+    return _net
+
+
 # --------------------------------------------------------------------------- the measuring frame
 
 
-@dataclass(frozen=True)
-class RestTarget:
-    """Where REST sends go: the provider's base URL, its API key and the sending grant."""
-
-    url: str
-    api_key: str
-    grant_id: str
-
-    def via(self, url: str) -> RestTarget:
-        return RestTarget(url, self.api_key, self.grant_id)
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"}
-
-    @property
-    def send_path(self) -> str:
-        return f"/v3/grants/{self.grant_id}/messages/send"
-
-    @property
-    def batch_path(self) -> str:
-        return f"/v3/grants/{self.grant_id}/messages/send-batch"
-
-
 class _Route:
-    """A started `Wiretap` with `rtt` in front of (host, port) when `rtt` is not None; else direct."""
+    """A proxy with `rtt` in the network process in front of (host, port); direct when `rtt` is None."""
 
     def __init__(self, host: str, port: int, rtt: float | None, protocol: str) -> None:
-        self.tap = Wiretap(host, port, protocol=protocol, rtt=rtt).start() if rtt is not None else None  # type: ignore[arg-type]
+        if rtt is not None and (not isinstance(rtt, (int, float)) or rtt < 0 or math.isnan(rtt)):
+            raise InvalidInput("rtt", f"{rtt!r} is not a round-trip time", fix="give seconds >= 0, or None for direct")
+        self.tap = _network().tap(host, port, protocol=protocol, rtt=float(rtt)) if rtt is not None else None
         self.host, self.port = (self.tap.host, self.tap.port) if self.tap else (host, port)
 
-    def trips(self) -> tuple[float, int, int]:
-        """(round trips, connections, bytes) seen so far (NaN/0 when direct)."""
-        if self.tap is None:
-            return math.nan, 0, 0
-        for _ in range(100):  # let the proxy record the last replies before reading
-            if all(t.closed for t in self.tap.transcripts):
-                break
-            time.sleep(0.005)
-        ts = self.tap.transcripts
-        return (float(sum(t.round_trips for t in ts)), len(ts),
-                sum(t.bytes_from_client + t.bytes_from_server for t in ts))
+    def counts(self) -> list[WireCount]:
+        return self.tap.counts() if self.tap is not None else []
 
     def close(self) -> None:
         if self.tap is not None:
             self.tap.close()
 
 
-def _frame(mode: str, rtt: float | None, latencies: list[float], run_s: float, route: _Route,
-           connections: int, n: int, *, trips_closed: bool = True) -> pd.DataFrame:
+@dataclass
+class _Result:
+    latencies: list[float]
+    done: list[float]
+    run_s: float
+    connections: int
+    tls_version: str = ""
+    http_version: str = ""
+    in_flight: int = 1  # messages under way at once: 1, the pool's connections, the concurrency, a batch
+
+
+def _frame(mode: Mode, rtt: float | None, result: _Result, route: _Route, n: int) -> pd.DataFrame:
     import pandas as pd
 
-    trips, seen, nbytes = route.trips()
+    counts = route.counts()
+    trips = float(sum(c.round_trips for c in counts)) if route.tap else math.nan
+    nbytes = sum(c.bytes_from_client + c.bytes_from_server for c in counts)
+    per_connection: list[float] = [math.nan] * n
+    if mode.style == "new" and len(counts) == n:  # one connection per message: a per-message wire count
+        per_connection = [float(c.round_trips) for c in counts]
     return pd.DataFrame({
-        "mode": mode,
-        "path": mode.split("_", 1)[0],
+        "mode": mode.name, "path": mode.path, "security": mode.security, "http": mode.http,
         "rtt_ms": math.nan if rtt is None else round(rtt * 1000, 3),
-        "message": range(len(latencies)),
-        "latency_ms": [x * 1000 for x in latencies],
-        "run_s": run_s,
-        "messages": n,
+        "message": range(len(result.latencies)),
+        "latency_ms": [x * 1000 for x in result.latencies],
+        "done_ms": [x * 1000 for x in result.done],
+        "run_s": result.run_s, "messages": n, "in_flight": result.in_flight,
         "round_trips_per_msg": trips / n,
+        "wire_round_trips": per_connection,
         "bytes_per_msg": (nbytes / n) if route.tap else math.nan,
-        "connections": seen if route.tap else connections,
+        "connections": len(counts) if route.tap else result.connections,
+        "tls_seen_on_wire": bool(counts) and all(c.tls for c in counts) if route.tap else False,
+        "tls_version": result.tls_version, "http_version": result.http_version,
     })
 
 
@@ -203,87 +211,76 @@ def _tick(bar: Any, k: int = 1) -> None:
 # --------------------------------------------------------------------------- SMTP
 
 
-async def _smtp_new(host: str, port: int, n: int, bar: Any) -> tuple[list[float], float]:
-    lat = []
+async def _smtp_connect(host: str, port: int, security: str, context: ssl.SSLContext | None) -> Any:
+    import aiosmtplib
+
+    tls = security != "plain"
+    client = aiosmtplib.SMTP(hostname=host, port=port, use_tls=security == "tls", start_tls=security == "starttls",
+                             tls_context=context if tls else None, validate_certs=tls, timeout=30,
+                             local_hostname="emailkit.local")
+    await client.connect()
+    if tls:
+        await client.login(*_LOGIN)
+    return client
+
+
+def _tls_version(transport: Any) -> str:
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    return str(ssl_object.version()) if ssl_object is not None else ""
+
+
+async def _smtp_new(host: str, port: int, security: str, context: ssl.SSLContext | None, n: int,
+                    bar: Any) -> _Result:
+    result = _Result([], [], 0.0, n)
     started = time.perf_counter()
-    for message in _one_kb_messages(n):
+    for message in _messages(n):
         t0 = time.perf_counter()
-        async with Connection(host, port, timeout=30) as smtp:
-            await smtp.send(message)
-        lat.append(time.perf_counter() - t0)
+        client = await _smtp_connect(host, port, security, context)
+        result.tls_version = result.tls_version or _tls_version(client.transport)
+        await client.send_message(message)
+        await client.quit()
+        now = time.perf_counter()
+        result.latencies.append(now - t0)
+        result.done.append(now - started)
         _tick(bar)
-    return lat, time.perf_counter() - started
+    result.run_s = time.perf_counter() - started
+    return result
 
 
-async def _smtp_reused(host: str, port: int, messages: list[Any], bar: Any) -> list[float]:
-    lat = []
-    async with Connection(host, port, timeout=30) as smtp:
-        for message in messages:
-            t0 = time.perf_counter()
-            await smtp.send(message)
-            lat.append(time.perf_counter() - t0)
-            _tick(bar)
-    return lat
-
-
-async def _smtp_parallel(host: str, port: int, n: int, connections: int, bar: Any) -> tuple[list[float], float]:
-    messages = _one_kb_messages(n)
+async def _smtp_pool(host: str, port: int, security: str, context: ssl.SSLContext | None, n: int,
+                     connections: int, bar: Any) -> _Result:
+    messages = _messages(n)
     shares = [messages[i::connections] for i in range(connections)]
+    result = _Result([], [], 0.0, min(connections, n), in_flight=min(connections, n))
     started = time.perf_counter()
-    parts = await asyncio.gather(*(_smtp_reused(host, port, share, bar) for share in shares if share))
-    return [x for part in parts for x in part], time.perf_counter() - started
 
+    async def one(share: list[Any]) -> None:
+        client = await _smtp_connect(host, port, security, context)
+        result.tls_version = result.tls_version or _tls_version(client.transport)
+        for message in share:
+            t0 = time.perf_counter()
+            await client.send_message(message)
+            now = time.perf_counter()
+            result.latencies.append(now - t0)
+            result.done.append(now - started)
+            _tick(bar)
+        await client.quit()
 
-def smtp_new_connection(host: str, port: int, n: int = 50, *, rtt: float | None = None,
-                        progress: bool = False) -> pd.DataFrame:
-    """Open a connection, send one message, QUIT — `n` times. One row per message."""
-    _check_n(n)
-    route = _Route(host, port, rtt, "smtp")
-    bar = _bar(progress, n, "SMTP new connection")
-    try:
-        lat, run_s = _run(_smtp_new(route.host, route.port, n, bar))
-        return _frame("smtp_new_connection", rtt, lat, run_s, route, n, n)
-    finally:
-        route.close()
-        if bar is not None:
-            bar.close()
-
-
-def _smtp_run(mode: str, host: str, port: int, n: int, connections: int, rtt: float | None,
-              progress: bool) -> pd.DataFrame:
-    _check_n(n)
-    _check_n(connections, "connections")
-    route = _Route(host, port, rtt, "smtp")
-    bar = _bar(progress, n, MODES[mode])
-    try:
-        lat, run_s = _run(_smtp_parallel(route.host, route.port, n, connections, bar))
-        return _frame(mode, rtt, lat, run_s, route, min(connections, n), n)
-    finally:
-        route.close()
-        if bar is not None:
-            bar.close()
-
-
-def smtp_reused_connection(host: str, port: int, n: int = 50, *, rtt: float | None = None,
-                           progress: bool = False) -> pd.DataFrame:
-    """One connection (EHLO once, QUIT once) for all `n` messages. One row per message."""
-    return _smtp_run("smtp_reused_connection", host, port, n, 1, rtt, progress)
-
-
-def smtp_parallel(host: str, port: int, n: int = 50, *, connections: int = 4, rtt: float | None = None,
-                  progress: bool = False) -> pd.DataFrame:
-    """`connections` reused connections sending `n` messages between them at the same time."""
-    return _smtp_run("smtp_parallel", host, port, n, connections, rtt, progress)
+    await asyncio.gather(*(one(share) for share in shares if share))
+    result.run_s = time.perf_counter() - started
+    return result
 
 
 # --------------------------------------------------------------------------- REST
 
 
-def _client(base_url: str, target: RestTarget, *, keepalive: bool = True, connections: int = 1) -> httpx.AsyncClient:
+def _client(target: RestTarget, base_url: str, *, http2: bool, keepalive: bool, connections: int,
+            context: ssl.SSLContext | None) -> httpx.AsyncClient:
     import httpx
 
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections if keepalive else 0)
-    return httpx.AsyncClient(base_url=base_url, headers=target.headers, limits=limits, timeout=30)
+    return httpx.AsyncClient(base_url=base_url, headers=target.headers, limits=limits, timeout=30,
+                             verify=context if context is not None else True, http2=http2, http1=not http2)
 
 
 def _raise_for(response: httpx.Response, what: str) -> None:
@@ -294,194 +291,199 @@ def _raise_for(response: httpx.Response, what: str) -> None:
                            fix=hint)
 
 
-async def _rest(base_url: str, target: RestTarget, n: int, concurrency: int, keepalive: bool,
-                bar: Any) -> tuple[list[float], float]:
-    lat: list[float] = [0.0] * n
+def _versions(result: _Result, response: httpx.Response) -> None:
+    if not result.http_version:
+        result.http_version = response.http_version
+        stream = response.extensions.get("network_stream")
+        result.tls_version = _tls_version(stream) if stream is not None else ""
+
+
+async def _rest(target: RestTarget, base_url: str, n: int, *, concurrency: int, keepalive: bool, http2: bool,
+                connections: int, context: ssl.SSLContext | None, bar: Any) -> _Result:
+    result = _Result([0.0] * n, [0.0] * n, 0.0, connections if keepalive else n, in_flight=min(concurrency, n))
     gate = asyncio.Semaphore(concurrency)
-    async with _client(base_url, target, keepalive=keepalive, connections=concurrency) as client:
+    async with _client(target, base_url, http2=http2, keepalive=keepalive, connections=connections,
+                       context=context) as client:
+        started = time.perf_counter()
 
         async def one(i: int) -> None:
             async with gate:
                 t0 = time.perf_counter()
                 response = await client.post(target.send_path, json=_payload(i))
-                lat[i] = time.perf_counter() - t0
+                now = time.perf_counter()
+                result.latencies[i], result.done[i] = now - t0, now - started
                 _raise_for(response, "send")
+                _versions(result, response)
                 _tick(bar)
 
-        started = time.perf_counter()
         if concurrency == 1:
             for i in range(n):
                 await one(i)
         else:
             await asyncio.gather(*(one(i) for i in range(n)))
-        return lat, time.perf_counter() - started
+        result.run_s = time.perf_counter() - started
+    return result
 
 
-def _rest_run(mode: str, target: RestTarget, n: int, concurrency: int, keepalive: bool, rtt: float | None,
-              progress: bool) -> pd.DataFrame:
-    from urllib.parse import urlsplit
-
-    _check_n(n)
-    _check_n(concurrency, "concurrency")
-    parts = urlsplit(target.url)
-    route = _Route(parts.hostname or "127.0.0.1", parts.port or 80, rtt, "http")
-    bar = _bar(progress, n, MODES[mode])
-    try:
-        lat, run_s = _run(_rest(f"http://{route.host}:{route.port}", target, n, concurrency, keepalive, bar))
-        return _frame(mode, rtt, lat, run_s, route, n if not keepalive else min(concurrency, n), n)
-    finally:
-        route.close()
-        if bar is not None:
-            bar.close()
-
-
-def rest_single(target: RestTarget, n: int = 50, *, rtt: float | None = None, progress: bool = False) -> pd.DataFrame:
-    """`n` sends, one after another, on one keep-alive HTTP connection."""
-    return _rest_run("rest_single", target, n, 1, True, rtt, progress)
-
-
-def rest_new_connection(target: RestTarget, n: int = 50, *, rtt: float | None = None,
-                        progress: bool = False) -> pd.DataFrame:
-    """`n` sends, one after another, each on a new TCP connection (no keep-alive)."""
-    return _rest_run("rest_new_connection", target, n, 1, False, rtt, progress)
-
-
-def rest_concurrent(target: RestTarget, n: int = 50, *, concurrency: int = 8, rtt: float | None = None,
-                    progress: bool = False) -> pd.DataFrame:
-    """`n` sends with up to `concurrency` requests in flight (as many keep-alive connections)."""
-    return _rest_run("rest_concurrent", target, n, concurrency, True, rtt, progress)
-
-
-async def _rest_batch(base_url: str, target: RestTarget, n: int, batch_size: int,
-                      bar: Any) -> tuple[list[float], float]:
-    lat: list[float] = []
-    async with _client(base_url, target) as client:
+async def _rest_batch(target: RestTarget, base_url: str, n: int, batch_size: int, context: ssl.SSLContext | None,
+                      bar: Any) -> _Result:
+    result = _Result([], [], 0.0, 1, in_flight=min(batch_size, n))
+    async with _client(target, base_url, http2=False, keepalive=True, connections=1, context=context) as client:
         started = time.perf_counter()
         for first in range(0, n, batch_size):
             chunk = [_payload(i) for i in range(first, min(first + batch_size, n))]
             t0 = time.perf_counter()
             response = await client.post(target.batch_path, json={"messages": chunk})
-            took = time.perf_counter() - t0
+            now = time.perf_counter()
             if response.status_code in (404, 405):
                 raise InvalidInput("rest_batch", f"the provider has no POST {target.batch_path} endpoint "
                                    f"(HTTP {response.status_code})",
                                    fix="use a provider with the batch endpoint, or leave rest_batch out of modes")
             _raise_for(response, "send-batch")
+            _versions(result, response)
             results = response.json().get("data") or []
             failed = [r for r in results if not isinstance(r, dict) or "error" in r]
             if len(results) != len(chunk) or failed:
                 raise InvalidInput("send-batch", f"{len(failed)} of {len(chunk)} messages failed: {failed[:1]}",
                                    fix="read the per-message errors in the batch response")
-            lat.extend([took] * len(chunk))  # each message waited for the whole batch
+            result.latencies.extend([now - t0] * len(chunk))  # each message waited for the whole batch
+            result.done.extend([now - started] * len(chunk))
             _tick(bar, len(chunk))
-        return lat, time.perf_counter() - started
+        result.run_s = time.perf_counter() - started
+    return result
 
 
-def rest_batch(target: RestTarget, n: int = 50, *, batch_size: int = 100, rtt: float | None = None,
-               progress: bool = False) -> pd.DataFrame:
-    """`n` messages through ``POST …/messages/send-batch``, up to `batch_size` per request."""
-    from urllib.parse import urlsplit
+# --------------------------------------------------------------------------- one mode, many modes
 
+
+@dataclass(frozen=True)
+class _Endpoints:
+    """Where each way of sending connects, and the SSL context that verifies the lab CA."""
+
+    smtp: Callable[[str], tuple[str, int]]
+    rest: Callable[[str], RestTarget]
+    context: ssl.SSLContext | None
+
+
+def _endpoints(servers: Any) -> _Endpoints:
+    return _Endpoints(servers.smtp_address, servers.rest, servers.client_context())
+
+
+def run_mode(mode: str, servers: BenchServers | _Endpoints, n: int = 30, *, rtt: float | None = None,
+             connections: int = 4, concurrency: int = 8, batch_size: int = 100,
+             progress: bool = False) -> pd.DataFrame:
+    """Send `n` messages the way `mode` names (a key of `MODES`) to `servers`; one row per message."""
+    if mode not in MODE_INFO:
+        raise InvalidInput("mode", f"{mode!r} is not a mode", fix=f"use one of {', '.join(MODES)}")
     _check_n(n)
-    if not isinstance(batch_size, int) or not 1 <= batch_size <= 100:
+    _check_n(connections, "connections")
+    _check_n(concurrency, "concurrency")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 100:
         raise InvalidInput("batch_size", f"{batch_size!r} is not between 1 and 100",
                            fix="the batch endpoint takes at most 100 messages per request")
-    parts = urlsplit(target.url)
-    route = _Route(parts.hostname or "127.0.0.1", parts.port or 80, rtt, "http")
-    bar = _bar(progress, n, MODES["rest_batch"])
+    info = MODE_INFO[mode]
+    ends = servers if isinstance(servers, _Endpoints) else _endpoints(servers)
+    context = ends.context if info.tls else None
+    if info.path == "smtp":
+        host, port = ends.smtp(info.security)
+        route = _Route(host, port, rtt, "smtp" if info.security != "tls" else "raw")
+    else:
+        from urllib.parse import urlsplit
+
+        target = ends.rest(info.security)
+        parts = urlsplit(target.url)
+        route = _Route(parts.hostname or "127.0.0.1", parts.port or 80, rtt, "http" if info.security == "http" else "raw")
+        base_url = f"{parts.scheme}://{route.host}:{route.port}"
+    bar = _bar(progress, n, info.label)
     try:
-        lat, run_s = _run(_rest_batch(f"http://{route.host}:{route.port}", target, n, batch_size, bar))
-        return _frame("rest_batch", rtt, lat, run_s, route, 1, n)
+        if info.path == "smtp":
+            if info.style == "new":
+                work = _smtp_new(route.host, route.port, info.security, context, n, bar)
+            else:
+                width = 1 if info.style == "reused" else connections
+                work = _smtp_pool(route.host, route.port, info.security, context, n, width, bar)
+        elif info.style == "batch":
+            work = _rest_batch(target, base_url, n, batch_size, context, bar)
+        else:
+            http2 = info.http == "2"
+            parallel = concurrency if info.style == "concurrent" else 1
+            pool = 1 if http2 else parallel  # HTTP/2 multiplexes streams on one connection
+            work = _rest(target, base_url, n, concurrency=parallel, keepalive=info.style != "new", http2=http2,
+                         connections=pool, context=context, bar=bar)
+        result = _run(work)
+        return _frame(info, rtt, result, route, n)
     finally:
         route.close()
         if bar is not None:
             bar.close()
 
 
-# --------------------------------------------------------------------------- servers for a run
+def _plain(host: str, port: int) -> _Endpoints:
+    def smtp(security: str) -> tuple[str, int]:
+        return host, port
+
+    def rest(security: str) -> RestTarget:
+        raise InvalidInput("mode", "these endpoints have SMTP only", fix="use a REST function with a RestTarget")
+
+    return _Endpoints(smtp, rest, None)
 
 
-#: Provider settings for measuring: no rate limit worth the name, no background polling.
-PROVIDER_OPTIONS: dict[str, Any] = {"rate_limit": 1_000_000.0, "poll_interval": None}
+def _rest_only(target: RestTarget, context: ssl.SSLContext | None = None) -> _Endpoints:
+    def smtp(security: str) -> tuple[str, int]:
+        raise InvalidInput("mode", "these endpoints have REST only", fix="use an SMTP function with host and port")
+
+    return _Endpoints(smtp, lambda security: target, context)
 
 
-def rest_target(provider: Provider, email: str = "bench@example.com") -> RestTarget:
-    """Where REST sends go on `provider`: its URL, API key and a grant for `email` (made once)."""
-    grant = provider.create_grant(email)
-    return RestTarget(provider.url, provider.api_key, grant.id)
+def smtp_new_connection(host: str, port: int, n: int = 30, *, rtt: float | None = None,
+                        progress: bool = False) -> pd.DataFrame:
+    """Plain SMTP: open a connection, send one message, QUIT — `n` times. One row per message."""
+    return run_mode("smtp_new_connection", _plain(host, port), n, rtt=rtt, progress=progress)
 
 
-# --------------------------------------------------------------------------- summaries
+def smtp_reused_connection(host: str, port: int, n: int = 30, *, rtt: float | None = None,
+                           progress: bool = False) -> pd.DataFrame:
+    """Plain SMTP: one connection (EHLO once, QUIT once) for all `n` messages."""
+    return run_mode("smtp_reused_connection", _plain(host, port), n, rtt=rtt, progress=progress)
 
 
-def summarize(samples: pd.DataFrame) -> pd.DataFrame:
-    """One row per (mode, rtt_ms): messages, msgs_per_s, p50/p95 latency, round trips and bytes per message."""
-    import pandas as pd
-
-    rows = []
-    for (mode, rtt), group in samples.groupby(["mode", "rtt_ms"], dropna=False, sort=False):
-        n = int(group["messages"].iloc[0])
-        run_s = float(group["run_s"].iloc[0])
-        rows.append({
-            "mode": mode, "how": MODES.get(str(mode), str(mode)), "rtt_ms": rtt, "messages": n,
-            "msgs_per_s": n / run_s if run_s > 0 else math.nan,
-            "p50_ms": float(group["latency_ms"].median()), "p95_ms": percentile(list(group["latency_ms"]), 95),
-            "round_trips_per_msg": float(group["round_trips_per_msg"].iloc[0]),
-            "bytes_per_msg": float(group["bytes_per_msg"].iloc[0]),
-            "connections": int(group["connections"].iloc[0]),
-        })
-    order = {m: i for i, m in enumerate(MODES)}
-    out = pd.DataFrame(rows)
-    out["_o"] = out["mode"].map(lambda m: order.get(m, 99))
-    return out.sort_values(["rtt_ms", "_o"], na_position="first").drop(columns="_o").reset_index(drop=True)
+def smtp_parallel(host: str, port: int, n: int = 30, *, connections: int = 4, rtt: float | None = None,
+                  progress: bool = False) -> pd.DataFrame:
+    """Plain SMTP: `connections` reused connections sending `n` messages between them at once."""
+    return run_mode("smtp_parallel", _plain(host, port), n, rtt=rtt, connections=connections, progress=progress)
 
 
-def round_trips(summary: pd.DataFrame, *, recipients: int = 1, batch_size: int = 100) -> pd.DataFrame:
-    """Round trips per message counted on the wire beside each protocol's minimum.
-
-    Minimums count application round trips from the server's greeting (SMTP) or the first
-    request (HTTP); the TCP handshake (one more round trip per new connection, plus one or
-    two for TLS) is listed apart (the wiretap charges it in the timings: one RTT per connection).
-    SMTP without PIPELINING: EHLO, MAIL, one RCPT per recipient, DATA, the content, QUIT =
-    N + 5 on a new connection, N + 3 per message on a reused one. With PIPELINING (RFC 2920)
-    MAIL, the RCPTs and DATA go as one group: 2 per message, plus EHLO and QUIT, which stay
-    serial (4 on a new connection) — but neither aiosmtplib nor Mailpit pipeline.
-    """
-    import pandas as pd
-
-    n = recipients
-    minimum = {  # (without pipelining, with pipelining, TCP handshakes) per message
-        "smtp_new_connection": (n + 5, 4, 1.0),
-        "smtp_reused_connection": (n + 3, 2, 0.0),
-        "smtp_parallel": (n + 3, 2, 0.0),
-        "rest_new_connection": (1, 1, 1.0),
-        "rest_single": (1, 1, 0.0),
-        "rest_concurrent": (1, 1, 0.0),
-    }
-    counted = summary.dropna(subset=["round_trips_per_msg"])
-    rows = []
-    for mode, group in counted.groupby("mode", sort=False):
-        if mode == "rest_batch":  # one request per batch: what that is per message depends on the run's size
-            per_run = [math.ceil(m / batch_size) / m for m in group["messages"]]
-            lo = piped = float(statistics.median(per_run))
-            handshake = 0.0
-        else:
-            lo, piped, handshake = minimum.get(str(mode), (math.nan, math.nan, math.nan))
-        rows.append({"mode": mode, "how": MODES.get(str(mode), str(mode)),
-                     "counted_per_msg": round(float(group["round_trips_per_msg"].median()), 3),
-                     "protocol_minimum": lo, "minimum_with_pipelining": piped if str(mode).startswith("smtp") else lo,
-                     "tcp_handshakes_per_msg": handshake})
-    return pd.DataFrame(rows).set_index("mode")
+def rest_single(target: RestTarget, n: int = 30, *, rtt: float | None = None, progress: bool = False) -> pd.DataFrame:
+    """`n` sends, one after another, on one keep-alive HTTP/1.1 connection to `target` (http:// here)."""
+    return run_mode("rest_single", _rest_only(target), n, rtt=rtt, progress=progress)
 
 
-def compare(smtp: tuple[str, int], rest: RestTarget, n: int = 20, *,
-            rtts: Iterable[float | None] = (None, 0.01, 0.04, 0.1), connections: int = 4, concurrency: int = 8,
-            batch_size: int = 100, modes: Iterable[str] | None = None, progress: bool = True) -> pd.DataFrame:
+def rest_new_connection(target: RestTarget, n: int = 30, *, rtt: float | None = None,
+                        progress: bool = False) -> pd.DataFrame:
+    """`n` sends, one after another, each on a new TCP connection (no keep-alive)."""
+    return run_mode("rest_new_connection", _rest_only(target), n, rtt=rtt, progress=progress)
+
+
+def rest_concurrent(target: RestTarget, n: int = 30, *, concurrency: int = 8, rtt: float | None = None,
+                    progress: bool = False) -> pd.DataFrame:
+    """`n` sends with up to `concurrency` requests in flight (as many keep-alive connections)."""
+    return run_mode("rest_concurrent", _rest_only(target), n, rtt=rtt, concurrency=concurrency, progress=progress)
+
+
+def rest_batch(target: RestTarget, n: int = 30, *, batch_size: int = 100, rtt: float | None = None,
+               progress: bool = False) -> pd.DataFrame:
+    """`n` messages through ``POST …/messages/send-batch``, up to `batch_size` per request."""
+    return run_mode("rest_batch", _rest_only(target), n, rtt=rtt, batch_size=batch_size, progress=progress)
+
+
+def compare(servers: BenchServers, n: int = 30, *, rtts: Iterable[float | None] = (None, 0.0, 0.01, 0.04, 0.1),
+            modes: Iterable[str] | None = None, connections: int = 4, concurrency: int = 8, batch_size: int = 100,
+            n_at: dict[float | None, int] | None = None, progress: bool = True) -> pd.DataFrame:
     """Measure every mode in `modes` (default all of `MODES`) at every RTT; the per-message samples.
 
-    `rtts` are seconds of simulated round-trip time; None means a direct loopback connection
-    (no wiretap: the fastest path, round trips not counted); 0.0 means through the wiretap
-    with no delay (round trips counted).
+    `rtts` are seconds of simulated round-trip time; None means a direct loopback connection (no
+    proxy: the fastest path, round trips not counted); 0.0 means through the proxy with no delay.
+    `n_at` overrides `n` for some RTTs (e.g. more samples on loopback, where they are cheap).
     """
     import pandas as pd
 
@@ -489,201 +491,19 @@ def compare(smtp: tuple[str, int], rest: RestTarget, n: int = 20, *,
     unknown = [m for m in chosen if m not in MODES]
     if unknown:
         raise InvalidInput("modes", f"{unknown[0]!r} is not a mode", fix=f"use some of {', '.join(MODES)}")
-    host, port = smtp
-    runners: dict[str, Callable[[float | None], pd.DataFrame]] = {
-        "smtp_new_connection": lambda r: smtp_new_connection(host, port, n, rtt=r),
-        "smtp_reused_connection": lambda r: smtp_reused_connection(host, port, n, rtt=r),
-        "smtp_parallel": lambda r: smtp_parallel(host, port, n, connections=connections, rtt=r),
-        "rest_new_connection": lambda r: rest_new_connection(rest, n, rtt=r),
-        "rest_single": lambda r: rest_single(rest, n, rtt=r),
-        "rest_concurrent": lambda r: rest_concurrent(rest, n, concurrency=concurrency, rtt=r),
-        "rest_batch": lambda r: rest_batch(rest, n, batch_size=batch_size, rtt=r),
-    }
+    ends = _endpoints(servers)
     plan = [(m, r) for r in rtts for m in chosen]
-    bar = _bar(progress, len(plan), "compare", unit="run")
+    sizes = {r: (n_at or {}).get(r, n) for r in rtts}
+    bar = _bar(progress, sum(sizes[r] for _, r in plan), "compare", unit="msg")
     frames = []
     try:
         for mode, rtt in plan:
             if bar is not None:
                 bar.set_postfix_str(f"{mode} @ {'direct' if rtt is None else f'{rtt * 1000:g} ms'}")
-            frames.append(runners[mode](rtt))
-            _tick(bar)
+            frames.append(run_mode(mode, ends, sizes[rtt], rtt=rtt, connections=connections,
+                                   concurrency=concurrency, batch_size=batch_size))
+            _tick(bar, sizes[rtt])
     finally:
         if bar is not None:
             bar.close()
     return pd.concat(frames, ignore_index=True)
-
-
-def _pick(summary: pd.DataFrame, mode: str, rtt_ms: float | None, column: str) -> float:
-    rows = summary[(summary["mode"] == mode)
-                   & (summary["rtt_ms"].isna() if rtt_ms is None else summary["rtt_ms"] == rtt_ms)]
-    return float(rows[column].iloc[0]) if len(rows) else math.nan
-
-
-def _rate(value: float) -> str:
-    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
-
-
-def conclusions(summary: pd.DataFrame) -> list[str]:
-    """Sentences that follow from the measured `summary` (they change when the numbers do).
-
-    One group per simulated RTT; the 0 ms proxy runs are left out when direct loopback runs exist.
-    """
-    out: list[str] = []
-    rtts = [None if math.isnan(r) else float(r) for r in summary["rtt_ms"].astype(float).drop_duplicates()]
-    if None in rtts and 0.0 in rtts:  # the proxy at 0 ms only repeats the direct loopback story
-        rtts.remove(0.0)
-
-    def label(r: float | None) -> str:
-        return "on direct loopback" if r is None else (f"at {r:g} ms RTT" if r else "through the proxy at 0 ms")
-
-    # C09: one message — a new SMTP connection vs one API call (a new HTTP connection).
-    for r in rtts:
-        smtp = _pick(summary, "smtp_new_connection", r, "p50_ms")
-        rest = _pick(summary, "rest_new_connection", r, "p50_ms")
-        if math.isnan(rest):
-            rest = _pick(summary, "rest_single", r, "p50_ms")
-        if math.isnan(smtp) or math.isnan(rest):
-            continue
-        if smtp > rest:
-            out.append(f"C09 holds {label(r)}: one message over a new SMTP connection took {smtp:.1f} ms (median), "
-                       f"one REST call {rest:.1f} ms — SMTP {smtp / rest:.1f}× slower.")
-        else:
-            out.append(f"C09 does not hold {label(r)}: one message over a new SMTP connection took {smtp:.1f} ms "
-                       f"(median), one REST call {rest:.1f} ms — SMTP was {'as fast' if smtp == rest else 'faster'}.")
-    # C08 / C19: bulk — reuse, pools, concurrency and batching.
-    for r in rtts:
-        new = _pick(summary, "smtp_new_connection", r, "msgs_per_s")
-        reused = _pick(summary, "smtp_reused_connection", r, "msgs_per_s")
-        pooled = _pick(summary, "smtp_parallel", r, "msgs_per_s")
-        pool = _pick(summary, "smtp_parallel", r, "connections")
-        single = _pick(summary, "rest_single", r, "msgs_per_s")
-        concurrent = _pick(summary, "rest_concurrent", r, "msgs_per_s")
-        batch = _pick(summary, "rest_batch", r, "msgs_per_s")
-        if not math.isnan(new) and not math.isnan(reused):
-            line = (f"C19 {label(r)}: reusing one SMTP connection sent {_rate(reused)} msg/s against {_rate(new)} "
-                    f"msg/s with a new connection per message ({reused / new:.1f}×)")
-            if not math.isnan(pooled):
-                line += f"; {pool:.0f} parallel connections sent {_rate(pooled)} msg/s ({pooled / new:.1f}×)"
-            out.append(line + ".")
-        if not math.isnan(reused) and not math.isnan(single):
-            verdict = "holds" if reused > single else "does not hold"
-            out.append(f"C08 {verdict} {label(r)}: a reused SMTP connection sent {_rate(reused)} msg/s, "
-                       f"one-at-a-time REST requests {_rate(single)} msg/s.")
-        if not math.isnan(pooled) and not math.isnan(concurrent):
-            word = "more" if concurrent > pooled else "fewer"
-            out.append(f"C08 {label(r)}, both sides concurrent: REST requests in parallel sent {_rate(concurrent)} "
-                       f"msg/s, {word} than parallel SMTP connections ({_rate(pooled)} msg/s).")
-        if not math.isnan(batch) and not math.isnan(reused):
-            word = "faster than" if batch > reused else "slower than"
-            out.append(f"C08 {label(r)}: the REST batch endpoint sent {_rate(batch)} msg/s, {word} the reused SMTP "
-                       f"connection ({_rate(reused)} msg/s).")
-    return out
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emailkit.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", "--messages", type=int, default=2000, help="messages to ingest per server (default 2000)")
-    parser.add_argument("--mailbox", type=int, default=5000, help="mailbox size for the read timings (default 5000)")
-    parser.add_argument("--calls", type=int, default=100, help="list and search calls to time (default 100)")
-    parser.add_argument("--skip-servers", action="store_true", help="skip the sandbox/Mailpit/sink comparison")
-    parser.add_argument("--backend", default="auto", choices=("auto", "external", "mailpit", "sandbox"),
-                        help="the mailbox behind SMTP-vs-REST (default auto: MAILPIT_URL, a mailpit binary, sandbox)")
-    parser.add_argument("--sends", type=int, default=200,
-                        help="messages per mode on direct loopback (default 200)")
-    parser.add_argument("--rtt-sends", type=int, default=20,
-                        help="messages per mode at each simulated RTT (default 20)")
-    parser.add_argument("--rtts", default="0,10,40,100",
-                        help="simulated RTTs in ms, comma-separated (default 0,10,40,100)")
-    parser.add_argument("--modes", default=",".join(MODES), help=f"ways of sending to measure (default all: "
-                        f"{','.join(MODES)})")
-    parser.add_argument("--record", action="store_true", help="save the headline figures with emailkit.evidence")
-    args = parser.parse_args(argv)
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if any(m not in MODES for m in modes):
-        parser.error(f"--modes: choose from {', '.join(MODES)}")
-    try:
-        rtts = [float(x) / 1000 for x in args.rtts.split(",") if x.strip()]
-    except ValueError:
-        parser.error("--rtts: write milliseconds separated by commas, e.g. 0,10,40,100")
-
-    import pandas as pd
-
-    from . import ingest as servers_ingest
-    from .stack import Stack
-
-    if not args.skip_servers:
-        print(f"SMTP ingest of {args.messages} ~1 KB messages, each server in its own process with a database "
-              f"file (Mailpit's README claims 200-300 messages/s for real Mailpit):")
-        with pd.option_context("display.width", 200, "display.max_columns", 20):
-            table = servers_ingest.ingest_table(args.messages, parallel=4)
-            print(table.drop(columns=["what"]).round(2).to_string())
-            reads = servers_ingest.read_latency_table(args.mailbox, calls=args.calls)
-            print(f"\nReads on a {args.mailbox:,}-message mailbox (GET /api/v1/messages, 50 newest; "
-                  f"GET /api/v1/search?query=to:inbox3@example.com), {args.calls} calls each, in ms:")
-            print(reads.drop(columns=["what"]).round(2).to_string())
-        print()
-
-    with Stack(args.backend, provider=True, provider_options=PROVIDER_OPTIONS, max_messages=0, pop3=False,
-               chaos=False) as stack:
-        box = stack.mailbox
-        print(f"SMTP against REST, on the {box.label}:")
-        rest = rest_target(stack.provider)
-        smtp = (box.smtp_host, box.smtp_port)
-        loopback = compare(smtp, rest, args.sends, rtts=[None], modes=modes)
-        delayed = compare(smtp, rest, args.rtt_sends, rtts=rtts, modes=modes)
-    summary = summarize(pd.concat([loopback, delayed], ignore_index=True))
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print("\nSending ~1 KB messages, seven ways (rtt_ms NaN = direct loopback, no proxy):")
-        print(summary.drop(columns=["how"]).round(2).to_string(index=False))
-        print("\nRound trips per message, counted on the wire vs the protocol minimum:")
-        print(round_trips(summary).drop(columns=["how"]).to_string())
-    print()
-    for line in conclusions(summary):
-        print(f"* {line}")
-    if args.record:
-        record_evidence(summary, source="emailkit.bench")
-    return 0
-
-
-def record_evidence(summary: pd.DataFrame, *, source: str) -> list[str]:
-    """Save the headline figures of `summary` with `emailkit.evidence`; returns the keys saved.
-
-    Loopback figures come from the direct runs (rtt_ms NaN), the 40 ms ones from rtt_ms 40.
-    """
-    from . import evidence
-
-    saved: list[str] = []
-
-    def put(key: str, mode: str, rtt: float | None, column: str, unit: str, detail: str) -> None:
-        value = _pick(summary, mode, rtt, column)
-        if not math.isnan(value):
-            evidence.record(key, value, unit, source=source, detail=detail)
-            saved.append(key)
-
-    put("smtp.new_connection_msgs_per_s", "smtp_new_connection", None, "msgs_per_s", "msg/s", "direct loopback")
-    put("smtp.reused_connection_msgs_per_s", "smtp_reused_connection", None, "msgs_per_s", "msg/s", "direct loopback")
-    put("rest.single_msgs_per_s", "rest_single", None, "msgs_per_s", "msg/s", "keep-alive, direct loopback")
-    put("rest.batch_msgs_per_s", "rest_batch", None, "msgs_per_s", "msg/s", "direct loopback")
-    put("smtp.parallel_msgs_per_s", "smtp_parallel", None, "msgs_per_s", "msg/s", "direct loopback")
-    put("smtp.reused_connection_msgs_per_s_at_40ms_rtt", "smtp_reused_connection", 40.0, "msgs_per_s", "msg/s",
-        "wiretap rtt=40 ms")
-    put("rest.single_msgs_per_s_at_40ms_rtt", "rest_single", 40.0, "msgs_per_s", "msg/s", "keep-alive, wiretap rtt=40 ms")
-    put("rest.batch_msgs_per_s_at_40ms_rtt", "rest_batch", 40.0, "msgs_per_s", "msg/s", "wiretap rtt=40 ms")
-    put("smtp.send_p50_ms", "smtp_new_connection", None, "p50_ms", "ms", "direct loopback")
-    put("rest.send_p50_ms", "rest_new_connection", None, "p50_ms", "ms", "new connection, direct loopback")
-    put("smtp.send_p50_ms_at_40ms_rtt", "smtp_new_connection", 40.0, "p50_ms", "ms", "wiretap rtt=40 ms")
-    put("rest.send_p50_ms_at_40ms_rtt", "rest_new_connection", 40.0, "p50_ms", "ms", "wiretap rtt=40 ms")
-    new = _pick(summary, "smtp_new_connection", None, "msgs_per_s")
-    reused = _pick(summary, "smtp_reused_connection", None, "msgs_per_s")
-    if new > 0 and not math.isnan(reused):
-        evidence.record("smtp.pooled_speedup", reused / new, "x", source=source, detail="direct loopback")
-        saved.append("smtp.pooled_speedup")
-    return saved
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -152,6 +152,11 @@ class Provider:
     # ------------------------------------------------------------------ use
 
     @property
+    def background_loop(self) -> BackgroundLoop | None:
+        """The loop the provider's objects live on (None before `start()`): serve `app` on it with another ASGI server."""
+        return self._loop
+
+    @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         host = f"[{host}]" if ":" in host else host
