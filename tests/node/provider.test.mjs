@@ -171,6 +171,29 @@ describe('messages', () => {
     assert.equal(reply.threadId, sent.threadId);
   });
 
+  test('a send over 3 MiB goes multipart, as the SDK does it, with an inline part', async () => {
+    const big = randomBytes(3 * 1024 * 1024 + 4096);
+    const logo = Buffer.from('89504e470d0a1a0a0000', 'hex');
+    const sender = await connect('big'); // its own grant: the other tests count Ann's messages
+    const out = (await nylas.messages.send({
+      identifier: sender.id,
+      requestBody: {
+        to: [{ email: address() }], subject: 'node big', body: '<img src="cid:logo">',
+        attachments: [
+          { filename: 'big.bin', contentType: 'application/octet-stream', content: big, size: big.length },
+          { filename: 'logo.png', contentType: 'image/png', content: logo, size: logo.length, contentId: 'logo' },
+        ],
+      },
+    })).data;
+    const byName = Object.fromEntries(out.attachments.map((a) => [a.filename, a]));
+    assert.equal(byName['big.bin'].size, big.length);
+    assert.equal(byName['logo.png'].isInline, true);
+    assert.equal(byName['logo.png'].contentId, 'logo');
+    // Mailpit holds the file byte for byte.
+    const raw = await (await fetch(`${lab.mailpit}/api/v1/message/${out.id}/raw`)).text();
+    assert.ok(raw.includes(big.toString('base64').slice(0, 76)), 'the attachment is in the stored message');
+  });
+
   test('list with every documented filter (camelCase in, snake_case on the wire)', async () => {
     assert.deepEqual(await ids(ann.id, { in: 'SENT' }), new Set([sent.id, withFile.id]));
     assert.deepEqual(await ids(ann.id, { in: 'INBOX' }), new Set([reply.id]));
