@@ -26,11 +26,15 @@ _NO_FROM = "deliberate: the sandbox names the field ('invalid From address: '); 
 _NAME_IN_EMAIL = ("deliberate: with 'Name <addr>' in From.Email both keep the address in From, but Mailpit also "
                   "writes the whole string as Return-Path ('<Name <addr>>', not an address); the sandbox writes "
                   "'<addr>'")
+_STRICT = ("deliberate: a bad start/limit/before parameter or an unreadable before:/after: date is a 400 naming it; "
+           "Mailpit ignores it and answers with the default (so a typo silently widens the result)")
 _SEND_FORMAT = ("/api/v1/send builds the message with Python's email package, Mailpit with its Go builder: "
                 "addresses written as 'name <addr>' not '\"name\" <addr>' / '<addr>', charset quoted, a "
                 "Content-Transfer-Encoding header, and a final CRLF after Text/HTML (so Size differs)")
 
 KNOWN: dict[str, dict[str, str]] = {
+    **{f"outcome {name}": {"status": _STRICT, "type": _STRICT, "messages_count": _STRICT}
+       for name in ("bad start", "bad limit", "bad before", "bad search date")},
     "POP3 read and delete": {"line 44": _RETR},
     "POP3 TOP": {"lines 21-22": _TOP, "line 39": _TOP, "lines 41-42": _TOP},
     "send minimal: message": {"body.Text": _SEND_FORMAT, "body.Size": _SEND_FORMAT},

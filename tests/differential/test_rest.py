@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from conftest import Pair, Side
 from corpus import BY_NAME, CASES
@@ -35,6 +36,34 @@ def test_list_paging_and_search(pair: Pair) -> None:
     pair.json("search without query", *pair.call("GET", "/api/v1/search"))
     pair.json("latest", *pair.call("GET", "/api/v1/message/latest"))
     pair.json("latest matching", *pair.call("GET", "/api/v1/message/latest", params={"query": "tag:alpha"}))
+
+
+def _outcome(resp: httpx.Response) -> dict[str, Any]:
+    """What a client acts on after bad input: status, type, and how many messages an answer lists."""
+    out: dict[str, Any] = {"status": resp.status_code, "type": resp.headers.get("content-type", "")}
+    if out["type"].startswith("application/json"):
+        out["messages_count"] = resp.json().get("messages_count")
+    return out
+
+
+def test_parameters_and_bad_input(pair: Pair) -> None:
+    """Query parameters, then the inputs where the sandbox refuses on purpose what Mailpit lets pass."""
+    fill(pair)
+    pair.json("params before", *pair.call("GET", "/api/v1/messages", params={"before": "2100-01-01"}))
+    pair.json("params search tz", *pair.call("GET", "/api/v1/search", params={"query": "after:2020-01-01",
+                                                                               "tz": "Pacific/Auckland"}))
+    pair.json("latest raw", *pair.call("GET", "/api/v1/message/latest/raw"))
+    for name, (path, params) in {
+        "bad start": ("/api/v1/messages", {"start": "x"}), "bad limit": ("/api/v1/messages", {"limit": "-1"}),
+        "bad before": ("/api/v1/messages", {"before": "someday"}),
+        "bad search date": ("/api/v1/search", {"query": "before:someday"}),
+    }.items():
+        pair.json(f"outcome {name}", *(_outcome(r) for r in pair.call("GET", path, params=params)))
+    pair.json("outcome set read, bad JSON",
+              *(_outcome(r) for r in pair.call("PUT", "/api/v1/messages", content=b"{not json")))
+    pair.json("outcome delete, bad JSON",
+              *(_outcome(r) for r in pair.call("DELETE", "/api/v1/messages", content=b"{not json")))
+    pair.json("count after the bad delete", *(s.count() for s in pair.sides))
 
 
 def test_read_status_tags_and_delete(pair: Pair) -> None:
