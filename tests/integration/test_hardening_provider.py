@@ -20,7 +20,14 @@ import httpx
 import pytest
 from provider_support import Lab, address, error_of, make_lab
 
-from emailkit.limits import BODY_MAX_BYTES, INT_MAX, JSON_MAX_DEPTH, QUERY_MAX_LENGTH, SEARCH_MAX_TERMS
+from emailkit.limits import (
+    BODY_MAX_BYTES,
+    HEADER_MAX_FIELDS,
+    INT_MAX,
+    JSON_MAX_DEPTH,
+    QUERY_MAX_LENGTH,
+    SEARCH_MAX_TERMS,
+)
 from emailkit.provider import Provider
 from emailkit.provider.server import announce_api_key, api_key_from_file
 
@@ -94,6 +101,19 @@ def test_out_of_range_numbers_are_a_400_naming_the_field(lab: Lab, number: str) 
     refused(response, "template.variables.n", "out of range", str(INT_MAX))
     assert lab.provider.store.sent_records(grant.id) == []
     still_serving(lab, response)
+
+
+def test_more_custom_headers_than_a_message_holds_is_a_400(lab: Lab) -> None:
+    grant = lab.grant()
+    headers = [{"name": f"X-H{i}", "value": "v"} for i in range(HEADER_MAX_FIELDS + 1)]
+    one = {"to": [{"email": address()}], "body": "x", "custom_headers": headers}
+    response = lab.send(grant, one)
+    refused(response, "custom_headers", f"at most {HEADER_MAX_FIELDS} header fields")
+    batch = lab.http.post(f"/v3/grants/{grant.id}/messages/send-batch",
+                          json={"messages": [{"to": [{"email": address()}], "body": "ok"}, one]})
+    refused(batch, "messages[1].custom_headers", f"at most {HEADER_MAX_FIELDS}")
+    assert lab.provider.store.sent_records(grant.id) == []  # the good first item was not sent either
+    still_serving(lab, batch)
 
 
 def test_a_body_over_the_limit_is_a_413_in_the_envelope(lab: Lab) -> None:
