@@ -453,3 +453,40 @@ def test_pop3_command_parser(pop3_box: Sandbox, lines: list[bytes], login: bool)
         assert _pop3_reply(reader, False).startswith((b"+OK", b"-ERR"))
     # The connection ended without QUIT: whatever DELE marked is kept (RFC 1939 §6).
     assert pop3_box.store.counts().total == before
+
+
+# -- the provider, with the same strategies: its envelope (or OAuth's shape), never a 5xx, the connection kept
+
+
+@pytest.fixture(scope="module")
+def provider_lab() -> Iterator[Any]:
+    from provider_support import make_lab
+
+    yield from make_lab()
+
+
+PROVIDER_BODIES = [
+    ("/messages/send", '{"to": [{"email": "b@example.com"}], "subject": %s, "body": "x"}'),
+    ("/messages/send", '{"to": [{"email": "b@example.com"}], "body": "x", "template": {"id": "t", "variables": %s}}'),
+    ("/messages/send-batch", '{"messages": [{"to": [{"email": "b@example.com"}], "body": %s}]}'),
+    ("/templates", '{"name": "n", "subject": %s, "body": "b"}'),
+    ("/v3/connect/token", '{"grant_type": "refresh_token", "refresh_token": %s}'),
+    ("/v3/connect/revoke", '{"token": %s}'),
+]
+
+
+@QUICK
+@given(route=st.sampled_from(PROVIDER_BODIES), value=bad_json_value)
+def test_provider_json_bodies_past_the_limits(provider_lab: Any, route: tuple[str, str], value: str) -> None:
+    path, template = route
+    grant = provider_lab.grant("fuzz")
+    url = path if path.startswith("/v3/") else f"/v3/grants/{grant.id}{path}"
+    r = provider_lab.http.post(url, content=(template % value).encode("utf-8", "surrogatepass"),
+                               headers={"Content-Type": "application/json"})
+    event(f"{path}: HTTP {r.status_code}")
+    assert r.status_code < 500, (r.status_code, r.text[:300])
+    if r.status_code >= 400:
+        body = r.json()
+        assert ("error_description" in body) if path.startswith("/v3/connect/") else \
+            (body["error"]["message"] and body["request_id"] == r.headers["request-id"]), body
+    same_connection(r, provider_lab.http.get("/v3/grants"))
