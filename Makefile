@@ -31,8 +31,15 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)
 	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/00_start_here.ipynb
 
+# make app: seconds before an idle kernel (a closed tab's) is stopped, and how often to look.
+CULL_IDLE  ?= 120
+CULL_EVERY ?= 30
+# Only the decision app (app/decide.ipynb), in a Voila template that asks no CDN for anything;
+# kernels of closed tabs are culled once idle for CULL_IDLE seconds. Reports: $EMAILKIT_REPORTS_DIR or reports/.
 app: $(STAMP)
-	$(BIN)/voila notebooks/07_decide.ipynb --no-browser --port=$(PORT) --Voila.ip=127.0.0.1
+	JUPYTER_PATH="$(CURDIR)/app/share" $(BIN)/voila app/decide.ipynb --template=emailkit-app --no-browser \
+	  --port=$(PORT) --Voila.ip=127.0.0.1 \
+	  --MappingKernelManager.cull_idle_timeout=$(CULL_IDLE) --MappingKernelManager.cull_interval=$(CULL_EVERY)
 
 run: $(STAMP)
 	$(BIN)/emailkit run --notebooks notebooks --output build/notebooks

@@ -534,7 +534,8 @@ def _why(outcome: _Outcome, criteria: Criteria, reasons: tuple[Reason, ...]) -> 
     top = next((r for r in reasons if r.favours == winner), None)
     lead = abs(api - smtp)
     because = f"; the strongest reason: {top.text}" if top else ""
-    return f"{title(winner)} leads by {lead} point{'s' if lead != 1 else ''} (SMTP {smtp}, API {api}){because}"
+    name = title(winner) if winner == "smtp" else f"the {title(winner)}"
+    return f"{name} leads by {lead} point{'s' if lead != 1 else ''} (SMTP {smtp}, API {api}){because}"
 
 
 def _routes(outcome: _Outcome, criteria: Criteria, reasons: tuple[Reason, ...]) -> tuple[Route, ...]:

@@ -259,5 +259,6 @@ _WIDGET_CSS = """
 .ek-app, .ek-app .ek-body { overflow: visible !important; }  /* a scrolling box would pin nothing */
 @media (min-width: 50rem) {
   .ek-sticky { position: sticky; top: .5rem; align-self: flex-start; max-height: calc(100vh - 1rem); overflow-y: auto; }
+  .ek-sticky > * { flex-shrink: 0; }  /* scroll inside the panel; never squeeze its parts over each other */
 }
 """
