@@ -27,6 +27,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 import emailkit
+from emailkit import citations as citing
 from emailkit import evidence as evidence_store
 from emailkit.decide.model import CHOICES, Criteria, Point, Reason, Recommendation, load_criteria
 from emailkit.display import quantity
@@ -130,9 +131,7 @@ def _item(text: str, claims: tuple[str, ...], seeds: tuple[str, ...],
     return {
         "text": text,
         "sources": _sources(claims, seeds, criteria),
-        "evidence": [f"{evidence_store.KNOWN_KEYS[e.key].meaning}: {measured(e)}"
-                     if e.key in evidence_store.KNOWN_KEYS else f"{e.key}: {measured(e)}"
-                     for e in evidence_store.for_claims(claims, recorded)],
+        "evidence": [],  # figures are quoted once, under the decision driver they bear on (emailkit.citations)
     }
 
 
@@ -229,7 +228,13 @@ def _context(rec: Recommendation, *, title: str, context: str, recorded: Mapping
         for p in criteria.candidates[cid].good + criteria.candidates[cid].bad:
             cited_claims += [c for c in p.claims if c not in cited_claims]
             cited_seeds += [s for s in p.seeds if s not in cited_seeds]
-    quoted = evidence_store.for_claims(tuple(cited_claims), recorded)
+    # Evidence by relevance: each driver gets the one or two figures that bear on it, each figure once.
+    citations = citing.cite([(str(i), r.claims) for i, r in enumerate(rec.reasons)], recorded)
+    quoted = [recorded[key] for key in citing.cited(citations)]
+    drivers = [{**_reason_item(r, recorded, criteria), "evidence": [c.text for c in citations[str(i)]]}
+               for i, r in enumerate(rec.reasons)]
+    hosts = sorted({e.host for e in quoted})
+    dates = sorted({e.measured_at.split("T")[0] for e in quoted})
     top = max(rec.smtp_score, rec.api_score, 1)
     return {
         "title": title,
@@ -244,7 +249,7 @@ def _context(rec: Recommendation, *, title: str, context: str, recorded: Mapping
         "generated_at": generated_at.isoformat(timespec="seconds"),
         "version": emailkit.__version__,
         "options": options,
-        "drivers": [_reason_item(r, recorded, criteria) for r in rec.reasons],
+        "drivers": drivers,
         "consequences_good": consequences_good,
         "consequences_bad": consequences_bad,
         "routes": [{"traffic": r.traffic, "path": r.path, "path_title": criteria.title(r.path) if r.path in CHOICES
@@ -259,9 +264,11 @@ def _context(rec: Recommendation, *, title: str, context: str, recorded: Mapping
                   "pct": round(100 * rec.smtp_score / top)},
                  {"path": "api", "title": criteria.title("api"), "score": rec.api_score,
                   "pct": round(100 * rec.api_score / top)}],
-        "evidence": [{"key": e.key, "claim": e.claim, "quote": measured(e),
-                      "meaning": evidence_store.KNOWN_KEYS[e.key].meaning} for e in quoted],
-        "evidence_path": evidence_path,
+        "evidence": [{"key": e.key, "claim": e.claim} for e in quoted],
+        "evidence_recorded": bool(recorded),
+        "evidence_caveat": citing.CAVEAT,
+        "evidence_where": (f"on {', '.join(hosts)}, " if hosts else "")
+        + (f"{dates[0]}" if len(dates) == 1 else f"between {dates[0]} and {dates[-1]}" if dates else ""),
         "claims": [{"id": c, "text": criteria.claims[c]} for c in sorted(cited_claims)],
         "seeds": [{"id": s, **criteria.seeds[s]} for s in sorted(cited_seeds)],
     }
@@ -295,8 +302,7 @@ def render_report(rec: Recommendation, fmt: str = "md", *, title: str = "our ser
             "criteria_version": rec.criteria_version,
             "answers": dict(rec.answers),
             "recommendation": rec.to_dict(),
-            "evidence": [asdict(e) for e in evidence_store.for_claims(
-                tuple(c["id"] for c in ctx["claims"]), recorded)],
+            "evidence": [asdict(recorded[e["key"]]) for e in ctx["evidence"]],
         }
         text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     else:
