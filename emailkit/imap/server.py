@@ -17,6 +17,7 @@ send (`LINE_LIMIT`, `LITERAL_LIMIT`, `COMMAND_LIMIT`, `AUTOLOGOUT`, `BAD_COMMAND
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import re
 import secrets
@@ -41,7 +42,7 @@ from pymap.interfaces.token import TokensInterface
 from pymap.parsing import Params
 from pymap.parsing.command import Command
 from pymap.parsing.commands import Commands, InvalidCommand
-from pymap.parsing.response import CommandResponse, ResponseBad, ResponseBye, ResponseCode
+from pymap.parsing.response import CommandResponse, Response, ResponseBad, ResponseBye, ResponseCode
 from pymap.user import UserMetadata
 from pysasl import SASLAuth
 from pysasl.creds.plain import PlainCredentials
@@ -349,6 +350,19 @@ class _Connection(IMAPConnection):
         self.autologout = autologout
         self.counter = counter  # the server's command count, shared by its sessions
 
+    async def write_response(self, resp: Response) -> None:
+        """One write per response: pymap writes a FETCH in pieces, and with TCP_NODELAY each piece is
+        its own segment, so a client reading during IDLE could see half a line."""
+        buffer = io.BytesIO()
+        await resp.async_write(buffer)
+        try:
+            self.writer.write(buffer.getvalue())
+            await self.writer.drain()
+        except ConnectionError:
+            pass
+        else:
+            self._print("%s <--| %s", buffer.getvalue())
+
     async def _raw_line(self) -> bytes:
         try:
             return await asyncio.wait_for(self._read_line(), self.autologout)
@@ -498,6 +512,11 @@ class IMAPServer:
         if self._xoauth2 is not None:
             mechanisms.append(_XOAuth2(self._xoauth2))
         return mechanisms
+
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between Mailpit listings while a client IDLEs (the most an IDLE push waits)."""
+        return self._poll_interval
 
     @property
     def commands(self) -> int:

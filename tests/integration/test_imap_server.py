@@ -229,6 +229,26 @@ def test_idle_pushes_exists_when_mail_arrives(mailbox: Backend, server: IMAPServ
         assert client.search(["SUBJECT", "during IDLE"]) == [2]
 
 
+def test_idle_pushes_flag_changes_and_expunges_made_in_mailpit(mailbox: Backend, server: IMAPServer) -> None:
+    mailbox.send(subject="one")
+    mailbox.send(subject="two")
+    mailbox.wait_count(2)
+    first, second = raw_ids(mailbox)
+    with IMAPClient(server.host, port=server.port, ssl=False, timeout=10) as client:
+        client.login(USER, PASSWORD)
+        client.select_folder("INBOX")
+        client.idle()
+        with Mailpit(mailbox.api_url) as mailpit:
+            mailpit.set_read([first])  # read in Mailpit's UI or API
+            flags = client.idle_check(timeout=5)
+            assert any(item[1] == b"FETCH" and b"\\Seen" in item[2][1] for item in flags if len(item) > 2), flags
+            mailpit.delete([second])
+            gone = client.idle_check(timeout=5)
+        client.idle_done()
+        assert (2, b"EXPUNGE") in gone, gone
+        assert client.search(["ALL"]) == [1]
+
+
 # --------------------------------------------------------------------------- IMAPClient, end to end
 
 
