@@ -13,6 +13,7 @@ for Mailpit, not for its documentation.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -26,8 +27,9 @@ import pytest
 from emailkit.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
-SPECS = [ROOT / "tests" / "contract" / "mailpit-swagger-v1.33.1.json",
-         Path("/root/go/pkg/mod/github.com/axllent/mailpit@v1.33.1/server/ui/api/v1/swagger.json")]
+#: Where Mailpit's document is: `make mailpit` copies the pinned version's (git-ignored), as the
+#: contract tests read it; a vendored copy would be the first.
+SPECS = [ROOT / "tests" / "contract" / "mailpit-swagger-v1.33.1.json", ROOT / ".tools" / "mailpit" / "swagger.json"]
 ST = Path(sys.executable).parent / "st"
 CHECKS = "not_a_server_error,response_schema_conformance,unsupported_method"
 
@@ -67,7 +69,10 @@ def spec_path() -> Path:
     for path in SPECS:
         if path.exists():
             return path
-    pytest.fail(f"Mailpit's v1.33.1 OpenAPI document is missing: vendor it as {SPECS[0].relative_to(ROOT)}")
+    missing = f"Mailpit's v1.33.1 OpenAPI document is not at {SPECS[1].relative_to(ROOT)}: run 'make mailpit'"
+    if os.environ.get("CI"):  # make test builds Mailpit (and so copies its document) first: as the contract tests
+        pytest.fail(missing)
+    pytest.skip(missing)
 
 
 @pytest.fixture(scope="module")
