@@ -314,7 +314,7 @@ def transcript(t: Any, *, caption: str | None = None, max_lines: int | None = No
             meaning = explain_line(protocol, ln.direction, ln.text)
         who = "client" if ln.direction == "C" else "server"
         rows.append(
-            f"<tr><td style='{_CELL_CSS};text-align:right;color:#57606a;white-space:nowrap'>{ln.t * 1000:.1f}</td>"
+            f"<tr><td style='{_CELL_CSS};text-align:right;color:#57606a;white-space:nowrap'>{round(ln.t * 1000, 1):g}</td>"
             f"<td style='{_CELL_CSS};{style};font-weight:600' title='{who}'>{html.escape(ln.direction)}:</td>"
             f"<td style='{_CELL_CSS};{style};{mono}'>{html.escape(ln.text)}</td>"
             f"<td style='{_CELL_CSS};color:#424a53'>{html.escape(meaning)}</td></tr>")
@@ -352,9 +352,45 @@ def verdict(findings: Sequence[str] | Mapping[str, str], *, title: str = "What t
         f"<ul style='margin:.2rem 0 .2rem 1.1rem;padding:0'>{''.join(lis)}</ul></div>")
 
 
+def _html_of(value: Any) -> str | None:
+    """The HTML IPython shows for a dict, a list of records, or a dataclass (None: IPython decides)."""
+    if isinstance(value, Mapping):
+        return table(value).data if value else None
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(i, Mapping) or (dataclasses.is_dataclass(i) and not isinstance(i, type)) for i in value):
+        return table(value).data
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return table(value, caption=type(value).__name__).data
+    return None
+
+
 def setup() -> None:
-    """pandas options for the notebooks: no "…" in text cells, floats shown with 3 significant digits."""
+    """Make every notebook output readable: call once at the top of a notebook.
+
+    * pandas never cuts text with "…" and shows floats with 3 significant digits;
+    * DataFrames, dicts, lists of records and dataclasses display as `table` (wrapping cells, whole
+      numbers as integers, epoch seconds in time columns as ISO dates, everything escaped);
+    * wiretap transcripts display as `transcript`.
+    """
     import pandas as pd
 
     pd.set_option("display.max_colwidth", None)
     pd.set_option("display.float_format", lambda v: cell_text(v))
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython ships with the notebook dependencies
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    from emailkit import evidence
+    from emailkit.wiretap import Transcript
+
+    html_formatter = shell.display_formatter.formatters["text/html"]
+    html_formatter.for_type(pd.DataFrame, lambda frame: table(frame).data)
+    html_formatter.for_type(pd.Series, lambda series: table(series).data)
+    html_formatter.for_type(dict, _html_of)
+    html_formatter.for_type(list, _html_of)
+    html_formatter.for_type(tuple, _html_of)
+    html_formatter.for_type(evidence.Evidence, _html_of)
+    html_formatter.for_type(Transcript, lambda t: transcript(t).data)

@@ -237,7 +237,13 @@ class App:
         return path
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.ui._repr_mimebundle_(**kwargs)
+        bundle = self.ui._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):
+            # Where widgets cannot be drawn (a static render, nbconvert), say what is there rather than
+            # print the widget tree's repr.
+            bundle["text/plain"] = ("The decision app (SMTP, a REST email API, or both?): run this notebook, "
+                                    "or `make app`, to use it.")
+        return bundle
 
 
 def build_app(criteria: Criteria | None = None, *, reports_folder: str | Path | None = None,
