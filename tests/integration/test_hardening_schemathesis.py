@@ -84,7 +84,7 @@ def failures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Failure]
         httpx.post(box.api_url + "/api/v1/send", json=seed).raise_for_status()
         proc = subprocess.run(
             [str(ST), "--no-color", "run", str(spec_path()), "--url", box.api_url, "--seed", "20261201",
-             "--workers", "1", "--max-examples", "10", "--request-timeout", "10",
+             "--workers", "1", "--max-examples", "5", "--request-timeout", "10",
              "--checks", CHECKS, "--report", "junit", "--report-junit-path", str(report)],
             capture_output=True, text=True, timeout=120, cwd=report.parent,
         )
