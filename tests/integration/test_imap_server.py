@@ -495,3 +495,48 @@ def test_wiretap_records_imap_with_credentials_masked(mailbox: Backend, server: 
     assert plain.round_trips >= 4
     assert any("TLS hand-over" in line.text for line in encrypted.lines)
     assert PASSWORD not in str(encrypted) and f"LOGIN {USER}" not in str(encrypted)  # inside TLS now
+
+
+def test_random_command_lines_never_crash_the_server(backend: Backend) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    backend.clear()
+    backend.send(subject="fuzz")
+    backend.wait_count(1)
+    words = st.sampled_from(["UID", "FETCH", "SEARCH", "STORE", "SELECT", "EXAMINE", "LOGIN", "IDLE", "1:*",
+                             "(FLAGS)", "BODY[]", "+FLAGS", "(\\Seen)", "INBOX", "Sent", '"', "(", ")", "{3}",
+                             "{5+}", "*", "HEADER", "NOT", "OR", "CHARSET", "APPEND", "AUTHENTICATE", "PLAIN"])
+    noise = st.text(st.characters(min_codepoint=1, max_codepoint=0x2FF, blacklist_characters="\r\n"), max_size=40)
+    lines = st.lists(st.one_of(words, noise), min_size=1, max_size=8).map(" ".join)
+    with IMAPServer(backend.api_url, credentials={USER: PASSWORD}, poll_interval=0.1) as server:
+
+        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(lines)
+        def check(line: str) -> None:
+            with socket.create_connection((server.host, server.port), timeout=10) as sock:
+                f = sock.makefile("rwb")
+                f.readline()
+                assert exchange(f, f"a1 LOGIN {USER} {PASSWORD}\r\n".encode())[-1].startswith(b"a1 OK")
+                assert exchange(f, b"a2 SELECT INBOX\r\n")[-1].startswith(b"a2 OK")
+                f.write(b"z1 " + line.encode("utf-8") + b"\r\n")
+                f.write(b"z2 NOOP\r\n")  # also ends an IDLE (as a bad DONE) or fills a literal
+                f.flush()
+                sock.settimeout(2)
+                replies: list[bytes] = []
+                try:
+                    while True:
+                        reply = f.readline()
+                        replies.append(reply)
+                        if not reply or reply.startswith((b"z2 ", b"* BYE")):
+                            break
+                except TimeoutError:  # e.g. "{3}" swallowed "z2 NOOP" as its literal: the server waits
+                    pass
+                assert not any(b"SERVERBUG" in r for r in replies), replies
+                assert any(r.startswith((b"z1 ", b"z2 ", b"+", b"* BYE")) for r in replies), replies  # it answered
+
+        check()
+        client = login(server, tls=False)  # the server still answers
+        assert client.select("INBOX")[0] == "OK"
+        assert uids(client, "ALL") == [1]
+        client.logout()
