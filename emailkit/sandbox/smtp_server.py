@@ -105,6 +105,7 @@ def _set_header(raw: bytes, name: str, value: str) -> bytes:
 _NOT_RFC5321 = "553 5.1.3 The address is not a valid RFC 5321 address"
 _BRACKETED_FROM = re.compile(r"^FROM:\s*<", re.I)
 _BRACKETED_TO = re.compile(r"^TO:\s*<", re.I)
+_KNOWN_MAIL_PARAMETERS = {"SIZE", "BODY", "SMTPUTF8"}
 
 
 def _valid_address(address: str) -> bool:
@@ -296,6 +297,17 @@ class _SandboxSMTP(SMTP):
                 await self.push("503 5.5.1 Bad sequence of commands (RSET/HELO/EHLO required before MAIL)")
                 return
             self._set_rset_state()  # Mailpit: a second MAIL before any RCPT starts the transaction again
+        address, _, params = (arg or "").partition(">")
+        kept = []
+        for param in params.split():
+            name, _, value = param.partition("=")
+            if name.upper() == "SIZE" and not value.isdigit():
+                await self.push("501 5.5.4 Syntax error in parameters or arguments (invalid SIZE parameter)")
+                return
+            if name.upper() in _KNOWN_MAIL_PARAMETERS:
+                kept.append(param)  # Mailpit ignores parameters it does not know; aiosmtpd would refuse them
+        if params.strip():
+            arg = " ".join([f"{address}>", *kept])
         await super().smtp_MAIL(arg)
 
     async def smtp_RCPT(self, arg: str | None) -> None:
@@ -355,6 +367,9 @@ class _Handler:
             "503 Error: need MAIL command": "503 5.5.1 Bad sequence of commands (MAIL required before RCPT)",
             "503 Error: need RCPT command": "503 5.5.1 Bad sequence of commands (MAIL & RCPT required before DATA)",
             "503 Already authenticated": "503 5.5.1 Bad sequence of commands (already authenticated for this session)",
+            "501 5.5.2 Can't decode base64": "501 5.5.2 Syntax error (unable to decode)",
+            "501 Not enough value": "501 5.5.4 Malformed AUTH input (argument required)",
+            "500 Error: bad syntax": "500 5.5.2 Syntax error, command unrecognized",
         }
         # aiosmtpd's "503 Error: send HELO first", by command, as Mailpit words each
         self._before_helo = {

@@ -47,7 +47,7 @@ def mask(text: str, *, hostnames: tuple[str, ...] = (), boundaries: tuple[str, .
     text = _MAILPIT_ID.sub("<id>", text)  # before host names: a random ID may contain one
     text = _LOOPBACK_PORT.sub(r"\1:<port>", text)
     for name in sorted({h for h in hostnames if h}, key=len, reverse=True):
-        text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", "<host>", text)
+        text = re.sub(rf"(?<![\w.]){re.escape(name)}(?![\w-])", "<host>", text)
     text = _LABEL.sub("(Mailpit)", text)
     text = _RFC3339.sub("<time>", text)
     return _RFC2822_DATE.sub("<date>", text)

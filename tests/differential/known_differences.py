@@ -26,6 +26,10 @@ _NO_FROM = "deliberate: the sandbox names the field ('invalid From address: '); 
 _NAME_IN_EMAIL = ("deliberate: with 'Name <addr>' in From.Email both keep the address in From, but Mailpit also "
                   "writes the whole string as Return-Path ('<Name <addr>>', not an address); the sandbox writes "
                   "'<addr>'")
+_NO_EHLO_NAME = ("deliberate: EHLO/HELO without a domain is '501 Syntax: EHLO hostname' (RFC 5321 requires one; "
+                 "aiosmtpd enforces it); Mailpit greets an empty name")
+_DELETED = ("deliberate (RFC 1939): a message marked by DELE answers '-ERR message already deleted' to RETR, TOP, "
+            "LIST n, UIDL n and DELE; Mailpit says '-ERR no such message'")
 _STRICT = ("deliberate: a bad start/limit/before parameter or an unreadable before:/after: date is a 400 naming it; "
            "Mailpit ignores it and answers with the default (so a typo silently widens the result)")
 _SEND_FORMAT = ("/api/v1/send builds the message with Python's email package, Mailpit with its Go builder: "
@@ -33,6 +37,8 @@ _SEND_FORMAT = ("/api/v1/send builds the message with Python's email package, Ma
                 "Content-Transfer-Encoding header, and a final CRLF after Text/HTML (so Size differs)")
 
 KNOWN: dict[str, dict[str, str]] = {
+    "SMTP empty and junk lines": {"lines 5-10": _NO_EHLO_NAME, "line 12": _NO_EHLO_NAME},
+    "POP3 list and uidl after DELE": {"line 13": _DELETED, "line 15": _DELETED},
     **{f"outcome {name}": {"status": _STRICT, "type": _STRICT, "messages_count": _STRICT}
        for name in ("bad start", "bad limit", "bad before", "bad search date")},
     "POP3 read and delete": {"line 44": _RETR},

@@ -103,6 +103,18 @@ SMTP_SESSIONS: dict[str, list[str | bytes]] = {
     "NOOP VRFY HELP unknown": ["EHLO client.test", "NOOP", "VRFY b@corpus.test", "HELP", "FOO bar", "QUIT"],
     "AUTH PLAIN accepted": ["EHLO client.test", "AUTH PLAIN AHVzZXIAcGFzcw==", "MAIL FROM:<a@corpus.test>", "QUIT"],
     "lower-case verbs": ["ehlo client.test", "mail from:<a@corpus.test>", "rcpt to:<b@corpus.test>", "quit"],
+    "STARTTLS not offered": ["EHLO client.test", "STARTTLS", "QUIT"],
+    "AUTH LOGIN": ["EHLO client.test", "AUTH LOGIN", "dXNlcg==", "cGFzcw==", "AUTH PLAIN AHVzZXIAcGFzcw==", "QUIT"],
+    "AUTH bad": ["EHLO client.test", "AUTH PLAIN !!!", "AUTH CRAM-MD5", "AUTH", "QUIT"],
+    "MAIL parameters": ["EHLO client.test", "MAIL FROM:<a@corpus.test> SIZE=100 BODY=8BITMIME",
+                        "RCPT TO:<b@corpus.test>", "RSET", "MAIL FROM:<a@corpus.test> SIZE=abc",
+                        "MAIL FROM:<a@corpus.test> FOO=bar", "QUIT"],
+    "UTF-8 addresses": ["EHLO client.test", "MAIL FROM:<zoë@corpus.test> SMTPUTF8", "RCPT TO:<jürgen@corpus.test>",
+                        "DATA", BODY, "QUIT"],
+    "dot-stuffed DATA": ["EHLO client.test", "MAIL FROM:<a@corpus.test>", "RCPT TO:<b@corpus.test>", "DATA",
+                         b"Subject: dots\r\n\r\n..leading dot\r\n.\r\n", "QUIT"],
+    "empty and junk lines": ["", "EHLO", "HELO", "EHLO client.test", "MAIL", "MAIL TO:<x@corpus.test>", "RCPT",
+                             "QUIT"],
 }
 
 
@@ -169,7 +181,7 @@ def pop3_dialogue(side: Side, steps: list[tuple[str, bool]]) -> list[str]:
         for command, multiline in steps:
             command = command.replace("{user}", side.box.pop3.user).replace("{password}", side.box.pop3.password)
             wire.send(command)
-            out.append("C: " + ("PASS <password>" if command.startswith("PASS ") else command))
+            out.append("C: " + ("PASS <password>" if command.upper().startswith(("PASS ", "APOP ")) else command))
             out += [f"S: {x}" for x in wire.pop3_reply(multiline)]
             if out[-1].endswith("<closed>"):
                 break
@@ -187,6 +199,11 @@ POP3_SESSIONS: dict[str, list[tuple[str, bool]]] = {
     "out of order": [("STAT", False), ("PASS {password}", False), ("USER {user}", False), ("USER {user}", False),
                      ("QUIT", False)],
     "bad login": [("USER {user}", False), ("PASS wrong", False), ("QUIT", False)],
+    "list and uidl after DELE": [("USER {user}", False), ("PASS {password}", False), ("DELE 1", False),
+                                 ("LIST", True), ("UIDL 1", False), ("RETR 1", False), ("DELE 1", False),
+                                 ("STAT", False), ("QUIT", False)],
+    "APOP and case": [("APOP workbook 0123456789abcdef", False), ("user {user}", False), ("pass {password}", False),
+                      ("stat", False), ("uidl", True), ("quit", False)],
     "bad arguments": [("USER {user}", False), ("PASS {password}", False), ("RETR 99", False), ("LIST x", False),
                       ("DELE 0", False), ("TOP 1", False), ("FOO", False), ("QUIT", False)],
 }
