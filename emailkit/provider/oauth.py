@@ -8,7 +8,7 @@ storage. Authlib's server core is synchronous; each call runs in Starlette's thr
 under one lock (SQLite work, a few milliseconds).
 
     oauth = OAuth("provider.db", grants)          # or OAuth(None, grants): in memory
-    app.include_router(oauth.router)              # /v3/connect/auth, /token, /revoke
+    app.include_router(oauth.router)              # /v3/connect/auth, /token, /revoke, /tokeninfo
     client = oauth.register_client(redirect_uris=["http://127.0.0.1:8765/callback"], name="My app")
     info = oauth.verify_access_token(bearer)      # TokenInfo, or None
     Sandbox(xoauth2=oauth.check_xoauth2)          # the same tokens work for SMTP AUTH XOAUTH2
@@ -101,6 +101,7 @@ __all__ = [
     "GrantLookup",
     "OAuth",
     "TokenInfo",
+    "nylas_code_challenge",
 ]
 
 log = logging.getLogger(__name__)
