@@ -53,7 +53,8 @@ _SINGULAR = {"bytes": "byte", "requests": "request", "round trips": "round trip"
              "messages": "message", "events": "event", "lines": "line", "commands": "command",
              "replies": "reply", "retries": "retry", "attempts": "attempt", "points": "point",
              "recipients": "recipient", "seconds": "second", "headers": "header", "calls": "call",
-             "steps": "step", "tokens": "token", "threads": "thread"}
+             "steps": "step", "tokens": "token", "threads": "thread", "sessions": "session",
+             "hours": "hour", "minutes": "minute", "days": "day"}
 
 
 def _number(value: float | int) -> str:
@@ -73,8 +74,12 @@ def quantity(value: float | int, unit: str = "") -> str:
     unit = unit.strip()
     if not unit:
         return text
-    if value == 1 and unit in _SINGULAR:
-        unit = _SINGULAR[unit]
+    if value == 1:
+        head, _, last = unit.rpartition(" ")
+        if unit in _SINGULAR:
+            unit = _SINGULAR[unit]
+        elif last in _SINGULAR or last.endswith("s") and last[:-1] + "s" in _SINGULAR:
+            unit = f"{head} {_SINGULAR.get(last, last[:-1])}".strip()
     if unit in ("%", "x", "×"):
         return f"{text}{'×' if unit == 'x' else unit}"
     return f"{text} {unit}"
