@@ -12,6 +12,10 @@
   a refused token gets Gmail's ``334 <base64 JSON>`` challenge, then ``535 5.7.8``.
 * Each accepted message gets Mailpit's additions (`save_to_database`) and is committed to
   the store **before** the ``250`` reply.
+* Limits (`emailkit.limits`, docs/sandbox.md): a message nested deeper than 100 MIME levels
+  is refused ``554 5.6.0``, more than 1,000 header fields ``552 5.3.4`` — permanently, since
+  the same bytes never fit; `SessionTimeouts` closes idle, drip-feeding and over-long sessions
+  with Mailpit's ``421 4.4.2`` timeout reply.
 * Chaos (`emailkit.sandbox.chaos`): when enabled, MAIL FROM, each RCPT TO and AUTH may be
   answered ``<code> Chaos sender|recipient|authentication error`` instead, where Mailpit
   draws: after the command's syntax, before the recipient limit and the credentials
