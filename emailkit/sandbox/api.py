@@ -50,8 +50,8 @@ from emailkit.sandbox.views import extra_routes
 
 __all__ = ["MAILPIT_VERSION", "VERSION", "create_app", "go_json"]
 
-#: The Mailpit release whose API this sandbox imitates.
-MAILPIT_VERSION = "v1.30.5"
+#: The Mailpit release whose API this sandbox imitates (the one `make mailpit` builds).
+from emailkit.mailpit import MAILPIT_VERSION  # noqa: E402
 #: What `GET /api/v1/info` reports as `Version` (Mailpit's, marked as the emailkit stand-in).
 VERSION = f"{MAILPIT_VERSION}-emailkit-sandbox"
 
