@@ -228,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
             print("          for clients: " + " ".join(f"{k}={v}" for k, v in ca.client_env().items()))
         print(f"Provider  {provider.url}  (OpenAPI: {provider.url}/openapi.json, docs: {provider.url}/docs)")
         print(announce_api_key(provider, given=bool(args.api_key), key_file=args.api_key_file))
+        print(oauth_hint(provider))
         for note in stack.notes:
             print(f"note      {note}")
         print("Ctrl-C to stop", flush=True)
