@@ -4,7 +4,6 @@ binary on free loopback ports), a message sender over real SMTP, and a real IMAP
 from __future__ import annotations
 
 import os
-import shutil
 import smtplib
 import socket
 import subprocess
@@ -114,7 +113,3 @@ def backends(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         yield backend
     finally:
         backend._stop()
-
-
-def which_dovecot() -> str | None:
-    return shutil.which("dovecot") or (("/usr/sbin/dovecot") if Path("/usr/sbin/dovecot").exists() else None)
