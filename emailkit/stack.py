@@ -184,7 +184,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Start the mailbox and the provider, print where they listen, serve until Ctrl-C or SIGTERM."""
-    from .provider.server import announce_api_key, api_key_from_file
+    from .provider.server import announce_api_key, api_key_from_file, oauth_hint
     from .serving import parse_hostport, wait_for_signal
 
     try:
