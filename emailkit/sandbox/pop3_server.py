@@ -240,8 +240,14 @@ class _Session:
                 continue
             text = line.decode("utf-8", "replace").rstrip("\r\n")
             verb, _, rest = text.strip().partition(" ")
-            if not await self.command(verb.upper(), rest.strip()):
-                return
+            try:
+                if not await self.command(verb.upper(), rest.strip()):
+                    return
+            except (ConnectionError, asyncio.IncompleteReadError):
+                raise
+            except Exception:  # noqa: BLE001 - a bug or a failing store: say so, log it, keep the session
+                log.exception("POP3 %s failed", verb.upper()[:8])
+                await self.reply("-ERR internal error, see the server log")
 
     async def command(self, verb: str, rest: str) -> bool:
         """Answer one command; False ends the session."""

@@ -289,3 +289,23 @@ def test_pop3_busy_session_ends_at_its_budget_and_keeps_marked_messages(
         sock.close()
     assert 2.9 <= after < 4.5
     assert store.counts().total == 1  # no QUIT, no UPDATE: the DELE mark was not carried out
+
+
+def test_pop3_a_failing_store_is_an_err_and_the_session_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    store = Store()
+    store.add(b"Subject: one\r\n\r\nbody\r\n")
+    server = POP3Server(store, credentials={"u": "p"})
+    server.start()
+    try:
+        sock, reader = pop3_connect(server)
+        with sock:
+            sock.sendall(b"USER u\r\nPASS p\r\n")
+            assert reader.readline().startswith(b"+OK") and reader.readline().startswith(b"+OK")  # type: ignore[attr-defined]
+            store.close()  # the database goes away under the signed-in session: a real failure
+            sock.sendall(b"RETR 1\r\n")
+            assert reader.readline() == b"-ERR internal error, see the server log\r\n"  # type: ignore[attr-defined]
+            sock.sendall(b"NOOP\r\n")
+            assert reader.readline() == b"+OK\r\n"  # type: ignore[attr-defined]
+    finally:
+        server.close()
+    assert any("POP3 RETR failed" in r.getMessage() for r in caplog.records)
