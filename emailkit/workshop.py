@@ -247,6 +247,8 @@ class Room:
     token: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
     room_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    #: The programs `stop()` had to end itself (the hub's own clean-up had left them running).
+    swept: list[str] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -353,6 +355,7 @@ class Room:
                 self.proc.wait(timeout=10)
         self.proc = None
         leftovers = room_processes(self.room_id)
+        self.swept = [_program(pid) for pid in leftovers]
         _end(leftovers)
         return leftovers
 
@@ -376,8 +379,9 @@ class Room:
         return response.json() if response.content else None
 
     def spawn(self, name: str, *, timeout: float = 180.0) -> str:
-        """Start `name`'s JupyterLab (as their login would) and wait until it answers; returns its URL."""
-        self.api("POST", f"/users/{name}/server")
+        """Start `name`'s JupyterLab (as their login would) and wait until it answers; returns its URL.
+        A server already starting or running is waited for, not started twice."""
+        self.start_server(name)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             server = self.api("GET", f"/users/{name}")["servers"].get("", {})
@@ -386,6 +390,11 @@ class Room:
             time.sleep(0.5)
         raise _error(f"{name}'s server did not start within {timeout:.0f} s: {self._log_tail()}",
                      fix=f"read {self.log_file}")
+
+    def start_server(self, name: str) -> None:
+        """Ask the hub to start `name`'s server, unless it is already starting or running (no wait)."""
+        if not self.api("GET", f"/users/{name}")["servers"]:
+            self.api("POST", f"/users/{name}/server")
 
     def stop_server(self, name: str, *, timeout: float = 60.0) -> None:
         """Stop `name`'s JupyterLab (their kernels and Mailpits with it)."""
@@ -445,7 +454,7 @@ class RemoteKernel:
 
         self.url, self.token = url, token
         self.session = uuid.uuid4().hex
-        self.loop = IOLoop(make_current=False)
+        self.loop: Any = IOLoop(make_current=False)
         self.socket: Any = None
 
     def _connect(self) -> Any:
@@ -496,7 +505,9 @@ class RemoteKernel:
         if self.socket is not None:
             self.socket.close()
             self.socket = None
-        self.loop.close(all_fds=True)
+        if self.loop is not None:
+            self.loop.close(all_fds=True)
+            self.loop = None
 
 
 # --------------------------------------------------------------------------- after (or between) sessions
@@ -535,6 +546,15 @@ def _end(pids: list[int], grace: float = 5.0) -> None:
         if _alive(pid):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _program(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    words = [Path(a.decode(errors="replace")).name for a in argv[:3] if a]
+    return " ".join(words)
 
 
 def _alive(pid: int) -> bool:
@@ -646,4 +666,4 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         left = room.stop()
-        print(f"Room stopped{f' ({len(left)} leftover processes ended)' if left else ''}.")
+        print(f"Room stopped{f' (ended what its servers left running: {sorted(room.swept)})' if left else ''}.")

@@ -1,0 +1,219 @@
+"""The workshop room: a real JupyterHub on loopback, three participants, each on their own server.
+
+It logs them in with the room's shared password, spawns their servers through the hub's REST API,
+runs notebook 00 (their own copy) cell by cell in a kernel of each participant's server through the
+hub's proxy, checks that one participant's mail, evidence and reports are invisible to the others,
+and that stopping the room leaves no process behind. Without jupyterhub or npm's
+configurable-http-proxy it skips locally and fails under CI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from emailkit.errors import InvalidInput
+from emailkit.workshop import (
+    Room,
+    SharedMailpitRefused,
+    collect_reports,
+    participant_names,
+    proxy_command,
+    reset_participant,
+    room_processes,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _need_the_hub() -> None:
+    import importlib.util
+
+    problems = []
+    if importlib.util.find_spec("jupyterhub") is None:
+        problems.append("jupyterhub is not installed (pip install -e '.[workshop]')")
+    try:
+        proxy_command()
+    except Exception as exc:  # the error names the fix: make workshop / npm ci --prefix deploy/proxy
+        problems.append(str(exc))
+    if problems:
+        if os.environ.get("CI"):
+            pytest.fail("; ".join(problems))
+        pytest.skip("; ".join(problems))
+
+
+def _login(room: Room, name: str, password: str) -> httpx.Response:
+    """What a participant's browser does: GET the login form (its _xsrf cookie), POST the form."""
+    with httpx.Client(base_url=room.url, timeout=30.0) as browser:
+        browser.get("/hub/login")
+        xsrf = browser.cookies.get("_xsrf", "")
+        return browser.post("/hub/login", data={"username": name, "password": password, "_xsrf": xsrf})
+
+
+# What each participant runs after notebook 00: their own message, figure and report, and what they see.
+_CHECK = """
+import json, os
+from emailkit import evidence, decide
+from emailkit.message import compose
+me = os.environ["EMAILKIT_PARTICIPANT"]
+sent = await lab.send(compose(sender=f"{me}@example.com", to=["trainer@example.com"],
+                              subject=f"only for {me}", text="mine"))
+lab.mailpit.wait_for(f"subject:\\"only for {me}\\"", timeout=10)
+evidence.record("smtp.round_trips_per_message", 7, "round trips", source="00_start_here", detail=f"by {me}")
+report = decide.save_report(decide.score({}), "md", title=f"{me} service")
+print(json.dumps({
+    "me": me, "api": lab.api_url, "kind": lab.kind,
+    "subjects": [m.subject for m in lab.mailpit.messages(limit=200).messages],
+    "evidence": str(evidence.location()), "details": [e.detail for e in evidence.load().values()],
+    "report": str(report), "reports": sorted(os.listdir(os.environ["EMAILKIT_REPORTS_DIR"])),
+}))
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _code_cells(notebook: Path) -> list[str]:
+    return ["".join(cell["source"]) for cell in json.loads(notebook.read_text())["cells"]
+            if cell["cell_type"] == "code"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_room_of_three_each_on_their_own_server_mailbox_evidence_and_reports(tmp_path: Path) -> None:
+    _need_the_hub()
+    names = participant_names(3)
+    kernels: list = []
+    room = Room(names, root=tmp_path / "room", port=0)
+    started = time.monotonic()
+    room.start()
+    try:
+        # The password printed for the trainer logs a participant in; a wrong one and a stranger do not.
+        for name in names:
+            answer = _login(room, name, room.password)
+            assert answer.status_code == 302, (name, answer.status_code)
+            assert "jupyterhub-session-id" in answer.cookies or any(
+                c.startswith("jupyterhub-hub-login") for c in answer.cookies), answer.cookies
+        assert _login(room, names[0], room.password + "x").status_code == 403
+        assert _login(room, "intruder", room.password).status_code == 403
+        assert room.password not in room.log_file.read_text(errors="replace")
+
+        # Every participant's server, started through the hub's REST API (as their login would).
+        for name in names:
+            room.start_server(name)  # all three start at once, as a room logging in does
+        urls = {name: room.spawn(name) for name in names}  # waits for each until it answers
+        assert len(set(urls.values())) == 3
+
+        seen: dict[str, dict] = {}
+        for name in names:
+            notebook = room.home(name) / "notebooks" / "00_start_here.ipynb"
+            assert notebook.is_file(), f"{name} has no copy of the workbook"
+            with room.kernel(name) as kernel:
+                for index, code in enumerate(_code_cells(notebook)):
+                    result = kernel.run(code, timeout=180)
+                    assert result.status == "ok", f"{name}: notebook 00, code cell {index}: {result.error}"
+                result = kernel.run(_CHECK, timeout=120)
+                assert result.status == "ok", f"{name}: {result.error}"
+                seen[name] = json.loads(result.stdout.strip().splitlines()[-1])
+
+        assert len({s["api"] for s in seen.values()}) == 3, "two participants share a mailbox"
+        for name, view in seen.items():
+            others = [n for n in names if n != name]
+            home = room.home(name)
+            assert view["me"] == name
+            assert f"only for {name}" in view["subjects"]
+            assert not any(f"only for {o}" in view["subjects"] for o in others), view["subjects"]
+            assert Path(view["evidence"]).is_relative_to(home), view["evidence"]
+            assert f"by {name}" in view["details"] and not any(f"by {o}" in view["details"] for o in others)
+            assert Path(view["report"]).is_relative_to(home / "reports")
+            assert view["reports"] == [Path(view["report"]).name]
+            for other in others:  # and on disk, nothing of theirs in anybody else's folders
+                assert name not in (room.home(other) / "evidence" / "evidence.json").read_text()
+                assert all(name not in p.read_text() for p in (room.home(other) / "reports").iterdir())
+
+        # The trainer collects the room's reports, one folder per participant.
+        copied = collect_reports(room.root, tmp_path / "collected")
+        assert sorted(p.parent.name for p in copied) == names
+
+        # Leave a lab running in each server (its own Mailpit or sandbox), then stop the room.
+        for name in names:
+            context = room.kernel(name)
+            kernel = context.__enter__()
+            assert kernel.run("import emailkit\nlab = emailkit.lab.connect()\nprint(lab.kind)").status == "ok"
+            kernel.close()
+            kernels.append(context)
+        running = room_processes(room.room_id)
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in running]
+        assert sum(b"jupyterhub-singleuser" in c for c in commands) == 3, commands
+        if seen[names[0]]["kind"] == "mailpit":
+            assert sum(b"mailpit" in c.split(b"\0")[0] for c in commands) >= 3, commands
+    finally:
+        leftovers = room.stop()
+    assert room_processes(room.room_id) == []
+    for context in kernels:  # their servers are gone: this only closes the client side
+        with contextlib.suppress(Exception):
+            context.__exit__(None, None, None)
+    # JupyterHub stopped the proxy, the servers and their kernels itself; a kernel stopped that way can
+    # leave its Mailpit child behind, and the room's sweep ends exactly those (nothing else).
+    assert all(program.startswith("mailpit ") for program in room.swept), room.swept
+    assert len(leftovers) <= 3
+    assert not [pid for pid in running if _alive(pid)]
+    assert time.monotonic() - started < 420
+
+
+def test_a_room_refuses_a_shared_mailpit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MAILPIT_URL", "http://127.0.0.1:8025")
+    room = Room(["ann"], root=tmp_path, port=0)
+    with pytest.raises(SharedMailpitRefused, match="MAILPIT_URL") as caught:
+        room.start()
+    assert "unset MAILPIT_URL" in caught.value.fix
+    assert room.proc is None and not (tmp_path / "hub").exists()
+    with pytest.raises(SharedMailpitRefused):
+        Room(["ann"], root=tmp_path, port=0, mailbox="external").start()
+
+
+def test_room_names_and_passwords_are_checked() -> None:
+    assert participant_names(2) == ["participant-01", "participant-02"]
+    assert participant_names(0, "ann,bob") == ["ann", "bob"]
+    for bad, field in ((0, "participants"), (101, "participants")):
+        with pytest.raises(InvalidInput) as caught:
+            participant_names(bad)
+        assert caught.value.field == field
+    for names in ("Ann", "ann,ann", "a b"):
+        with pytest.raises(InvalidInput) as caught:
+            participant_names(1, names)
+        assert caught.value.field == "names"
+    with pytest.raises(InvalidInput) as caught:
+        Room(["ann"], password="short")
+    assert caught.value.field == "password"
+    with pytest.raises(InvalidInput) as caught:
+        Room(["ann"], ssl_cert="cert.pem")
+    assert caught.value.field == "ssl_key"
+    assert "password" not in repr(Room(["ann"]))
+
+
+def test_collect_and_reset_work_on_the_room_folder(tmp_path: Path) -> None:
+    for name, report in (("ann", "a.md"), ("bob", "b.html")):
+        (tmp_path / "participants" / name / "reports").mkdir(parents=True)
+        (tmp_path / "participants" / name / "reports" / report).write_text(name)
+    copied = collect_reports(tmp_path, tmp_path / "out")
+    assert [p.relative_to(tmp_path / "out").as_posix() for p in copied] == ["ann/a.md", "bob/b.html"]
+    assert (tmp_path / "out" / "bob" / "b.html").read_text() == "bob"
+    reset_participant(tmp_path, "ann")
+    assert not (tmp_path / "participants" / "ann").exists() and (tmp_path / "participants" / "bob").exists()
+    with pytest.raises(InvalidInput) as caught:
+        reset_participant(tmp_path, "ann")
+    assert caught.value.field == "name"
+    with pytest.raises(InvalidInput) as caught:
+        collect_reports(tmp_path / "nowhere", tmp_path / "out")
+    assert caught.value.field == "room"
