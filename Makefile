@@ -44,6 +44,17 @@ app: $(STAMP)
 run: $(STAMP)
 	$(BIN)/emailkit run --notebooks notebooks --output build/notebooks
 
+# make workshop: a JupyterHub for PARTICIPANTS people on this machine (loopback; WORKSHOP_IP=0.0.0.0 for the
+# room's network), its proxy from npm (deploy/proxy, lockfile-pinned). Ctrl-C stops everything. docs/workshop.md
+PARTICIPANTS ?= 3
+WORKSHOP_IP  ?= 127.0.0.1
+WORKSHOP_PORT ?= 8000
+.PHONY: workshop
+workshop: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,app,workshop]'
+	@test -x deploy/proxy/node_modules/.bin/configurable-http-proxy || npm ci --prefix deploy/proxy --no-audit --no-fund
+	$(BIN)/emailkit workshop --participants $(PARTICIPANTS) --ip $(WORKSHOP_IP) --port $(WORKSHOP_PORT)
+
 bench: $(STAMP)
 	$(BIN)/python -m emailkit.bench
 

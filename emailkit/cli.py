@@ -24,6 +24,7 @@ _COMMANDS = {
     "up": ("emailkit.stack", "run the sandbox and the provider together"),
     "decide": ("emailkit.decide.cli", "score a project's answers: SMTP, API or hybrid, and write a report"),
     "run": ("emailkit.cli", "execute every notebook unattended and save the results"),
+    "workshop": ("emailkit.workshop", "a room of participants on JupyterHub; collect their reports; reset one"),
 }
 
 

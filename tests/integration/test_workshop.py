@@ -35,7 +35,15 @@ ROOT = Path(__file__).resolve().parents[2]
 def _need_the_hub() -> None:
     import importlib.util
 
+    import shutil
+    import subprocess
+
     problems = []
+    proxy = ROOT / "deploy" / "proxy"
+    if not (proxy / "node_modules").is_dir() and shutil.which("npm"):
+        # What `make workshop` does: the lockfile's configurable-http-proxy, through npm itself.
+        subprocess.run(["npm", "ci", "--prefix", str(proxy), "--no-audit", "--no-fund"], check=False,
+                       capture_output=True, timeout=300)
     if importlib.util.find_spec("jupyterhub") is None:
         problems.append("jupyterhub is not installed (pip install -e '.[workshop]')")
     try:
