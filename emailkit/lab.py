@@ -23,7 +23,7 @@ from .errors import MailpitError
 from .mailboxes import Mailbox, POP3Access
 from .mailpit import Mailpit, shown_url
 from .smtp import SendResult, send
-from .stack import Stack
+from .stack import IMAPAccess, Stack
 from .wiretap import Wiretap
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .provider.server import Provider
     from .sandbox import Sandbox
 
-__all__ = ["Lab", "POP3Access", "connect"]
+__all__ = ["IMAPAccess", "Lab", "POP3Access", "connect"]
 
 
 class Lab:
@@ -82,6 +82,11 @@ class Lab:
         return self.stack.mailbox.pop3
 
     @property
+    def imap(self) -> IMAPAccess:
+        """The lab's IMAP server over this mailbox, started on first use (`emailkit.stack.Stack.imap`)."""
+        return self.stack.imap
+
+    @property
     def sandbox(self) -> Sandbox | None:
         """The embedded sandbox object, when that is the mailbox (for its Python-side extensions)."""
         return self.stack.mailbox.sandbox
@@ -123,11 +128,13 @@ class Lab:
 
     # ------------------------------------------------------------------ using it
 
-    def tap(self, protocol: Literal["smtp", "http", "pop3"] = "smtp", *, rtt: float = 0.0,
+    def tap(self, protocol: Literal["smtp", "http", "pop3", "imap"] = "smtp", *, rtt: float = 0.0,
             block: Literal["refuse", "stall"] | None = None) -> Wiretap:
-        """A started `Wiretap` in front of the SMTP server (or the HTTP API, or POP3); closed by `close()`."""
+        """A started `Wiretap` in front of the SMTP server (or the HTTP API, POP3 or IMAP); closed by `close()`."""
         if protocol == "smtp":
             host, port = self.smtp_host, self.smtp_port
+        elif protocol == "imap":
+            host, port = self.imap.host, self.imap.port
         elif protocol == "pop3":
             if self.pop3 is None:
                 raise MailpitError("this Mailpit does not serve POP3",

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +27,28 @@ from .errors import EmailkitError, InvalidInput
 from .mailboxes import BACKENDS, Mailbox, open_mailbox
 
 if TYPE_CHECKING:
+    from .imap import IMAPServer
     from .provider.server import Provider
     from .sandbox import Sandbox
     from .tls import LabCA
 
-__all__ = ["Stack", "add_arguments", "run"]
+__all__ = ["IMAPAccess", "Stack", "add_arguments", "run"]
+
+
+@dataclass(frozen=True)
+class IMAPAccess:
+    """Where the lab's IMAP server answers, its login (never shown in a repr) and its CA."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    ca: LabCA = field(repr=False)
+    server: IMAPServer = field(repr=False, compare=False)
+
+    def client_tls_context(self) -> ssl.SSLContext:
+        """An SSL context that verifies the IMAP server's STARTTLS certificate."""
+        return self.ca.client_context()
 
 
 class Stack:
@@ -50,6 +69,7 @@ class Stack:
         self._mailbox: Mailbox | None = None
         self._provider: Provider | None = None
         self._xoauth2_sandbox: Sandbox | None = None
+        self._imap: IMAPAccess | None = None
         self.notes: list[str] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -68,7 +88,11 @@ class Stack:
         return self
 
     def close(self) -> None:
-        """Stop the provider, any XOAUTH2 helper sandbox and the mailbox (an external Mailpit is left running)."""
+        """Stop the IMAP server, the provider, any XOAUTH2 helper sandbox and the mailbox (an external
+        Mailpit is left running)."""
+        if self._imap is not None:
+            self._imap.server.close()
+            self._imap = None
         if self._provider is not None:
             self._provider.close()
             self._provider = None
@@ -112,6 +136,38 @@ class Stack:
         """The XOAUTH2 check the sandbox's SMTP server asks: the provider decides."""
         return self._provider is not None and self._provider.check_xoauth2(username, token)
 
+    def check_xoauth2_read(self, username: str, token: str) -> bool:
+        """The XOAUTH2 check the IMAP server asks: a live provider token with ``email.read``."""
+        return self._provider is not None and self._provider.check_xoauth2(username, token, scope="email.read")
+
+    @property
+    def imap(self) -> IMAPAccess:
+        """An IMAP4rev1 server over the mailbox (started on first use): a generated login for
+        ``workbook``, AUTHENTICATE XOAUTH2 with the provider's ``email.read`` tokens, STARTTLS with a
+        certificate from the lab CA. It reads and writes the mailbox through its REST API, so it
+        works beside real Mailpit (which serves no IMAP) and the sandbox alike."""
+        if self._imap is None:
+            import secrets
+
+            from .imap import IMAPServer
+            from .tls import LabCA
+
+            box = self.mailbox
+            ca = box.ca or LabCA()
+            password = secrets.token_urlsafe(12)
+            server = IMAPServer(box.api_url, credentials={"workbook": password}, xoauth2=self.check_xoauth2_read,
+                                tls_context=ca.issue("localhost", "127.0.0.1").server_context(),
+                                sent_from=self._sent_by_a_grant).start()
+            self._imap = IMAPAccess(server.host, server.port, "workbook", password, ca, server)
+        return self._imap
+
+    def _sent_by_a_grant(self, summary: Any) -> bool:
+        """IMAP's Sent folder: messages from an address the provider holds a grant for."""
+        if self._provider is None:
+            return False
+        sender = getattr(getattr(summary, "sender", None), "address", "") or ""
+        return any(g.email.casefold() == sender.casefold() for g in self._provider.store.grants())
+
     @property
     def xoauth2_smtp(self) -> tuple[str, int]:
         """An SMTP server that accepts the provider's OAuth tokens with AUTH XOAUTH2.
@@ -148,6 +204,8 @@ class Stack:
         if box.ca is not None and box.ca.file is not None:
             rows.append(("lab CA", f"{box.ca.file} (for clients: "
                                    + " ".join(f"{k}={v}" for k, v in box.ca.client_env().items()) + ")"))
+        if self._imap is not None:
+            rows.append(("IMAP", f"{self._imap.host}:{self._imap.port} (over the REST API; STARTTLS)"))
         if self._provider is not None:
             rows.append(("provider (REST API)", self._provider.url))
         rows += [("note", note) for note in self.notes]

@@ -834,10 +834,11 @@ class OAuth:
             client_id=stored.client_id,
         )
 
-    def check_xoauth2(self, username: str, token: str) -> bool:
-        """SMTP AUTH XOAUTH2: a valid token with ``email.send`` for exactly this mailbox."""
+    def check_xoauth2(self, username: str, token: str, *, scope: str = "email.send") -> bool:
+        """SASL XOAUTH2: a valid token with `scope` for exactly this mailbox (``email.send`` for SMTP,
+        ``email.read`` for IMAP)."""
         info = self.verify_access_token(token)
-        if info is None or "email.send" not in info.scopes:
+        if info is None or scope not in info.scopes:
             return False
         return username.strip().casefold() == info.email.strip().casefold()
 

@@ -166,9 +166,10 @@ class Provider:
         """The grant for mailbox `email` (created once; the same grant for the same address)."""
         return self.store.create_grant(email)
 
-    def check_xoauth2(self, username: str, token: str) -> bool:
-        """For the sandbox's SMTP server: is `token` valid for sending as `username`?"""
-        return self.oauth.check_xoauth2(username, token)
+    def check_xoauth2(self, username: str, token: str, *, scope: str = "email.send") -> bool:
+        """For the lab's SMTP (``email.send``) and IMAP (``email.read``) servers: is `token` a live token
+        with `scope` for mailbox `username`?"""
+        return self.oauth.check_xoauth2(username, token, scope=scope)
 
     @property
     def record_smtp(self) -> bool:

@@ -249,3 +249,39 @@ def test_starttls_when_asked_uses_a_lab_ca_that_clients_can_be_pointed_at(fresh_
         smtp.starttls(context=ca.client_context())  # Python, verifying against the exported CA
         smtp.sendmail("app@example.com", ["user@example.com"], b"Subject: over tls\r\n\r\nhi\r\n")
     assert lab.mailpit.wait_for("subject:tls")
+
+
+@pytest.mark.parametrize("backend", ["sandbox", "mailpit"])
+async def test_the_lab_serves_imap_over_its_mailbox_with_the_providers_read_tokens(fresh_env: None,
+                                                                                  backend: str) -> None:
+    import imaplib
+
+    if backend == "mailpit":
+        need_mailpit()
+    lab = connect(backend=backend)
+    provider = lab.provider
+    grant = provider.create_grant("ann@example.com")
+    await lab.send(compose(sender="bob@example.com", to=["ann@example.com"], subject="reply", text="x"))
+    provider_sent = await lab.send(compose(sender="ann@example.com", to=["bob@example.com"], subject="mine", text="y"))
+    lab.mailpit.wait_for("subject:mine")
+    imap = lab.imap
+    assert imap is lab.imap and imap.password not in repr(imap) and "IMAP" in lab.describe().index
+    with imaplib.IMAP4(imap.host, imap.port, timeout=10) as client:
+        client.starttls(ssl_context=imap.client_tls_context())  # verified against the lab CA
+        client.login(imap.user, imap.password)
+        client.select("INBOX")
+        assert client.uid("SEARCH", "SUBJECT", "reply")[1][0]
+        client.select("Sent")
+        _, found = client.uid("SEARCH", "ALL")
+        assert len(found[0].split()) == 1  # the grant's own message; Bob's reply is not "sent"
+    assert provider_sent.queued_as
+    # XOAUTH2 on IMAP takes the provider's tokens with email.read, for that mailbox only.
+    assert not lab.stack.check_xoauth2_read("ann@example.com", "not-a-token")
+    assert grant.email == "ann@example.com"
+    tap = lab.tap("imap")
+    with imaplib.IMAP4(tap.host, tap.port, timeout=10) as client:
+        client.login(imap.user, imap.password)
+        client.logout()
+    imap_port = imap.port
+    lab.close()
+    assert _closed(imap_port)
