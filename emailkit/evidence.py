@@ -8,7 +8,7 @@ A notebook that measures something the decision rests on saves it::
 
 and the report of `emailkit.decide` quotes it with when and where it was measured. Only the keys
 in `KNOWN_KEYS` are accepted (a typo fails loudly instead of being lost), each with the unit it
-must be recorded in and the claim id (design/CLAIMS.md, copied into `emailkit/decide/criteria.yaml`) it supports.
+must be recorded in and the claim id (as worded in `emailkit/decide/criteria.yaml`) it supports.
 
 The figures live in one JSON file, `evidence.json`, in the first of:
 `$EMAILKIT_EVIDENCE_DIR`; `build/evidence/` at the project root (the folder holding emailkit's

@@ -24,18 +24,20 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emailkit.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("-n", "--messages", type=int, default=1000, help="messages to ingest per server (default 1000)")
-    parser.add_argument("--mailbox", type=int, default=2000, help="mailbox size for the read timings (default 2000)")
-    parser.add_argument("--calls", type=int, default=100, help="list and search calls to time (default 100)")
+    parser.add_argument("-n", "--messages", type=int, default=500, help="messages to ingest per server (default 500)")
+    parser.add_argument("--mailbox", type=int, default=1000, help="mailbox size for the read timings (default 1000)")
+    parser.add_argument("--calls", type=int, default=50, help="list and search calls to time (default 50)")
     parser.add_argument("--skip-servers", action="store_true", help="skip the sandbox/Mailpit/sink comparison")
     parser.add_argument("--backend", default="auto", choices=("auto", "mailpit", "sandbox"),
                         help="the mailbox behind SMTP-vs-REST (default auto: EMAILKIT_MAILBOX, a mailpit binary, "
                              "else the sandbox)")
-    parser.add_argument("--sends", type=int, default=100, help="messages per mode on direct loopback (default 100)")
+    parser.add_argument("--sends", type=int, default=60, help="messages per mode on direct loopback (default 60)")
     parser.add_argument("--rtt-sends", type=int, default=30,
                         help="messages per mode at each simulated RTT, 0 ms included (default 30)")
     parser.add_argument("--rtts", default="0,10,40,100", help="simulated RTTs in ms, comma-separated (default 0,10,40,100)")
     parser.add_argument("--modes", default=",".join(MODES), help=f"ways of sending (default all: {','.join(MODES)})")
+    parser.add_argument("--one-level-at-a-time", action="store_true",
+                        help="run the delayed RTT levels one after another instead of side by side (slower)")
     parser.add_argument("--record", action="store_true", help="save the report's ratios with emailkit.evidence")
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -73,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with BenchServers(args.backend) as servers:
         print(f"SMTP against REST, on {servers.label}; the provider (hypercorn: HTTP/1.1, HTTPS with HTTP/1.1 "
               f"and HTTP/2) and the proxies each in their own process; every TLS client verifies a local CA.")
-        samples = compare(servers, args.rtt_sends, rtts=[None, *rtts], modes=modes, n_at={None: args.sends})
+        samples = compare(servers, args.rtt_sends, rtts=[None, *rtts], modes=modes, n_at={None: args.sends},
+                          side_by_side=not args.one_level_at_a_time)
         mailbox = servers.label.split(" (")[0]
     summary = summarize(samples)
     table = verdicts(samples)

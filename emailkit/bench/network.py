@@ -41,8 +41,11 @@ class WireCount:
 
 def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the child process
     """The child: start, count and close wiretaps on request until told to stop."""
+    import signal
+
     from ..wiretap import Wiretap
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C (or a notebook's interrupt) is the parent's to handle
     taps: dict[int, Wiretap] = {}
     while True:
         try:

@@ -478,12 +478,18 @@ def rest_batch(target: RestTarget, n: int = 30, *, batch_size: int = 100, rtt: f
 
 def compare(servers: BenchServers, n: int = 30, *, rtts: Iterable[float | None] = (None, 0.0, 0.01, 0.04, 0.1),
             modes: Iterable[str] | None = None, connections: int = 4, concurrency: int = 8, batch_size: int = 100,
-            n_at: dict[float | None, int] | None = None, progress: bool = True) -> pd.DataFrame:
+            n_at: dict[float | None, int] | None = None, side_by_side: bool = False,
+            progress: bool = True) -> pd.DataFrame:
     """Measure every mode in `modes` (default all of `MODES`) at every RTT; the per-message samples.
 
     `rtts` are seconds of simulated round-trip time; None means a direct loopback connection (no
     proxy: the fastest path, round trips not counted); 0.0 means through the proxy with no delay.
     `n_at` overrides `n` for some RTTs (e.g. more samples on loopback, where they are cheap).
+    `side_by_side=True` runs the delayed levels (RTT > 0) at the same time, one thread for each level's
+    SMTP modes and one for its REST modes, each lane's modes one after another: a run then takes as long
+    as its slowest lane. Their clients then share
+    this process's CPU, which at these delays is mostly idle (waiting out the delay); loopback and 0 ms
+    still run alone, where CPU is all there is to measure.
     """
     import pandas as pd
 
@@ -495,15 +501,33 @@ def compare(servers: BenchServers, n: int = 30, *, rtts: Iterable[float | None] 
     plan = [(m, r) for r in rtts for m in chosen]
     sizes = {r: (n_at or {}).get(r, n) for r in rtts}
     bar = _bar(progress, sum(sizes[r] for _, r in plan), "compare", unit="msg")
-    frames = []
-    try:
-        for mode, rtt in plan:
+    frames: dict[tuple[str, float | None], pd.DataFrame] = {}
+
+    def level(rtt: float | None, lane: Iterable[str] = chosen) -> None:
+        for mode in lane:
             if bar is not None:
                 bar.set_postfix_str(f"{mode} @ {'direct' if rtt is None else f'{rtt * 1000:g} ms'}")
-            frames.append(run_mode(mode, ends, sizes[rtt], rtt=rtt, connections=connections,
-                                   concurrency=concurrency, batch_size=batch_size))
+            frames[(mode, rtt)] = run_mode(mode, ends, sizes[rtt], rtt=rtt, connections=connections,
+                                           concurrency=concurrency, batch_size=batch_size)
             _tick(bar, sizes[rtt])
+
+    levels = list(dict.fromkeys(rtts))
+    alone = [r for r in levels if not side_by_side or r is None or r == 0]
+    together = [r for r in levels if r not in alone]
+    try:
+        for rtt in alone:
+            level(rtt)
+        if together:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # one lane per (RTT, path): SMTP modes and REST modes of a level go to different servers
+            lanes = [(rtt, [m for m in chosen if MODE_INFO[m].path == path]) for rtt in together
+                     for path in ("smtp", "rest")]
+            lanes = [(rtt, lane) for rtt, lane in lanes if lane]
+            with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="bench-rtt") as pool:
+                for future in [pool.submit(level, rtt, lane) for rtt, lane in lanes]:
+                    future.result()
     finally:
         if bar is not None:
             bar.close()
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat([frames[key] for key in plan], ignore_index=True)
