@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone, tzinfo
 from typing import Any
+from email import errors
+from email.headerregistry import Address
 from email.utils import getaddresses
 from urllib.parse import quote
 
@@ -441,6 +443,7 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
         if sender_raw is not None and not isinstance(sender_raw, dict):
             raise _type_error("From", 'an object {"Email": ..., "Name": ...}', True)
         sender = _fold(sender_raw or {}, ("Email", "Name"))
+        quoted_from: Address | None = None
         from_email = _string(sender.get("Email"), "From.Email", as_json=True)
         from_name = _string(sender.get("Name"), "From.Name", as_json=True)
         try:
@@ -450,9 +453,14 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
         except InvalidInput:
             # Mailpit parses From.Email as an address list entry: "API <api@example.com>" is accepted
             parsed_from = getaddresses([from_email]) if "<" in from_email else []
-            if len(parsed_from) != 1 or "@" not in parsed_from[0][1]:
-                raise _BadRequest(f"invalid From address: {from_email}", as_json=True) from None
-            from_email = parsed_from[0][1]
+            if len(parsed_from) == 1 and "@" in parsed_from[0][1]:
+                from_email = parsed_from[0][1]
+            else:
+                # and a quoted local part with spaces ("odd user"@example.com), which the project's own
+                # address check refuses: the message is composed around it (see below)
+                quoted_from = _quoted_address(from_email)
+                if quoted_from is None:
+                    raise _BadRequest(f"invalid From address: {from_email}", as_json=True) from None
         to = addresses("To", "To")
         cc = addresses("Cc", "Cc")
         bcc = addresses("Bcc", "Bcc")
@@ -504,7 +512,7 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
         html = _string(data.get("HTML"), "HTML", as_json=True)
         try:
             message = compose(
-                sender=(from_name, from_email),
+                sender=(from_name, from_email if quoted_from is None else "quoted-local-part@sender.invalid"),
                 to=to,
                 cc=cc,
                 bcc=bcc,
@@ -516,6 +524,8 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
                 message_id=message_id if message_id is not None else f"<{new_id()}@mailpit>",
                 attachments=files,
             )
+            if quoted_from is not None:
+                message.replace_header("From", Address(display_name=from_name, addr_spec=quoted_from.addr_spec))
             raw = message.as_bytes(policy=message.policy)
         except InvalidInput as exc:
             raise _BadRequest(str(exc), as_json=True) from None
@@ -690,6 +700,17 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
     app = Starlette(routes=routes, exception_handlers={404: not_found, Exception: internal_error})
     app.add_exception_handler(405, method_not_allowed(lambda: app.router.routes))
     return app
+
+
+def _quoted_address(value: str) -> Address | None:
+    """`value` as an addr-spec with a quoted local part (``"odd user"@example.com``), else None."""
+    if not value.startswith('"'):
+        return None
+    try:
+        address = Address(addr_spec=value)
+    except (ValueError, IndexError, errors.HeaderParseError):
+        return None
+    return address if address.username and address.domain else None
 
 
 def _basic_auth_user(request: Request) -> str | None:

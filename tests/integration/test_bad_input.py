@@ -52,8 +52,9 @@ def test_smtp_refuses_a_malformed_recipient(mailbox: Sandbox, address: str) -> N
     try:
         w.send("EHLO client.example")
         assert w.send("MAIL FROM:<ann@example.com>") == "250 2.1.0 Ok"
+        # Mailpit's words for an address in <...> that is not RFC 5321 (measured by tests/differential)
         assert w.send(f"RCPT TO:{address if address.startswith('<') else '<' + address + '>'}") == (
-            "501 5.5.4 Syntax error in parameters or arguments (invalid TO parameter)"
+            "553 5.1.3 The address is not a valid RFC 5321 address"
         )
         assert w.send("DATA").startswith("503 5.5.1")  # no valid recipient, so no message
     finally:
@@ -65,9 +66,7 @@ def test_smtp_refuses_a_malformed_sender(mailbox: Sandbox) -> None:
     w = Wire(mailbox)
     try:
         w.send("EHLO client.example")
-        assert (
-            w.send("MAIL FROM:<nobody>") == "501 5.5.4 Syntax error in parameters or arguments (invalid FROM parameter)"
-        )
+        assert w.send("MAIL FROM:<nobody>") == "553 5.1.3 The address is not a valid RFC 5321 address"
         assert (
             w.send("MAIL FROM:garbage here")
             == "501 5.5.4 Syntax error in parameters or arguments (invalid FROM parameter)"
