@@ -46,6 +46,8 @@ from .mailboxes import free_port
 
 __all__ = [
     "PROXY_DIR",
+    "KernelRun",
+    "RemoteKernel",
     "Room",
     "SharedMailpitRefused",
     "WorkshopError",
@@ -56,6 +58,7 @@ __all__ = [
     "prepare_participant",
     "proxy_command",
     "reset_participant",
+    "room_processes",
     "run",
 ]
 

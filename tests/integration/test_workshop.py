@@ -225,3 +225,22 @@ def test_collect_and_reset_work_on_the_room_folder(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as caught:
         collect_reports(tmp_path / "nowhere", tmp_path / "out")
     assert caught.value.field == "room"
+
+
+def test_the_command_line_collects_resets_and_refuses_with_a_clear_message(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from emailkit.cli import main
+
+    (tmp_path / "participants" / "ann" / "reports").mkdir(parents=True)
+    (tmp_path / "participants" / "ann" / "reports" / "ann-service.md").write_text("# ann")
+    assert main(["workshop", "collect", "--room", str(tmp_path), "--output", str(tmp_path / "out")]) == 0
+    assert "1 report(s)" in capsys.readouterr().out and (tmp_path / "out" / "ann" / "ann-service.md").is_file()
+    assert main(["workshop", "reset", "ann", "--room", str(tmp_path)]) == 0
+    assert not (tmp_path / "participants" / "ann").exists()
+    assert main(["workshop", "--participants", "0", "--room", str(tmp_path)]) == 2
+    assert "participants" in capsys.readouterr().err
+    monkeypatch.setenv("MAILPIT_URL", "http://127.0.0.1:8025")
+    assert main(["workshop", "--participants", "2", "--room", str(tmp_path / "r"), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "does not share one Mailpit" in err and "unset MAILPIT_URL" in err
+    assert not (tmp_path / "r" / "hub").exists()
