@@ -151,7 +151,11 @@ def _rows(data: Any) -> tuple[list[str], list[list[Any]], list[str]]:
         data = data.to_frame()
     if pd is not None and isinstance(data, pd.DataFrame):
         named_index = any(n is not None for n in data.index.names) or not isinstance(data.index, pd.RangeIndex)
-        frame = data.reset_index() if named_index else data
+        frame = data
+        if named_index:
+            unnamed = all(n is None for n in data.index.names)
+            frame = data.rename_axis([""] * data.index.nlevels) if unnamed else data
+            frame = frame.reset_index()
         columns = [" / ".join(str(p) for p in c if str(p)) if isinstance(c, tuple) else str(c) for c in frame.columns]
         return columns, frame.to_numpy(dtype=object).tolist(), []
     if isinstance(data, Mapping):
@@ -389,7 +393,6 @@ def setup() -> None:
     if shell is None:
         return
     from emailkit import evidence
-    from emailkit.wiretap import Transcript
 
     html_formatter = shell.display_formatter.formatters["text/html"]
     html_formatter.for_type(pd.DataFrame, lambda frame: table(frame).data)
@@ -398,4 +401,5 @@ def setup() -> None:
     html_formatter.for_type(list, _html_of)
     html_formatter.for_type(tuple, _html_of)
     html_formatter.for_type(evidence.Evidence, _html_of)
-    html_formatter.for_type(Transcript, lambda t: transcript(t).data)
+    # by name: registering it imports nothing (the decision report uses this module without the wiretap)
+    html_formatter.for_type_by_name("emailkit.wiretap", "Transcript", lambda t: transcript(t).data)

@@ -13,6 +13,7 @@ class drives it with its own httpx client. Results are typed (`MessagesPage`,
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -263,6 +264,29 @@ class _Operations:
             r = yield _Request("GET", "/api/v1/search", {"query": query, **_page(start, limit)})
             assert r is not None
             return MessagesPage.from_json(_json(_check(r, f"search {query!r}"), f"search {query!r}"))
+
+        return self._drive(op())
+
+    def stored_ids(self, message_id: str, *, limit: int = 50) -> Any:
+        """Database IDs of the stored messages whose Message-ID is exactly `message_id` (newest first).
+
+        Before re-sending after a broken connection this tells whether the server stored the message
+        although its `250` never arrived. Mailpit's ``message-id:`` search is a substring match of
+        one search word, and its query parser splits quoted or comma-holding IDs (``<"a,b"@x>``), so
+        the search uses the longest plain run of the ID and the exact comparison is made here.
+        """
+        bare = message_id.strip().strip("<>")
+        runs = re.findall(r"[A-Za-z0-9._@+=$%&#!/^`{|}~-]+", bare)
+        word = max(runs, key=len) if runs else ""
+
+        def op() -> _Op[list[str]]:
+            if not word:
+                return []
+            query = f"message-id:{word}"
+            r = yield _Request("GET", "/api/v1/search", {"query": query, **_page(0, limit)})
+            assert r is not None
+            page = MessagesPage.from_json(_json(_check(r, f"search {query!r}"), f"search {query!r}"))
+            return [m.id for m in page.messages if m.message_id.strip("<>") == bare]
 
         return self._drive(op())
 

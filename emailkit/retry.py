@@ -417,20 +417,12 @@ def _recipients(message: EmailMessage) -> list[str]:
 
 
 async def stored_ids(mailpit: AsyncMailpit | Mailpit, message_id: str) -> list[str]:
-    """Database IDs of the stored messages that carry exactly this Message-ID (newest first).
-
-    Before re-sending after a broken connection, this tells whether the server stored the
-    message although its `250` never arrived.
-    """
+    """Database IDs of the stored messages that carry exactly this Message-ID (`Mailpit.stored_ids`)."""
     from .mailpit import AsyncMailpit
 
-    bare = message_id.strip().strip("<>")
-    query = f"message-id:{bare}"
     if isinstance(mailpit, AsyncMailpit):
-        page = await mailpit.search(query, limit=50)
-    else:
-        page = await asyncio.to_thread(mailpit.search, query, 0, 50)
-    return [m.id for m in page.messages if m.message_id.strip("<>") == bare]
+        return list(await mailpit.stored_ids(message_id))
+    return list(await asyncio.to_thread(mailpit.stored_ids, message_id))
 
 
 async def _copies(mailpit: AsyncMailpit | Mailpit, message_id: str) -> int:

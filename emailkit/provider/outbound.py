@@ -21,7 +21,6 @@ from email.message import EmailMessage
 
 from emailkit.errors import MailpitError, SMTPSendError
 from emailkit.mailpit import AsyncMailpit
-from emailkit.retry import stored_ids
 from emailkit.smtp import Connection, SendResult
 from emailkit.wiretap import Line, Transcript
 
@@ -124,7 +123,7 @@ class Outbound:
         """The database ID of this message if the mailbox already holds it, else None."""
         if self.mailpit is None or message["Message-ID"] is None:
             return None
-        ids = await stored_ids(self.mailpit, str(message["Message-ID"]))
+        ids = await self.mailpit.stored_ids(str(message["Message-ID"]))
         return ids[0] if ids else None
 
     async def set_record(self, record: bool) -> None:

@@ -34,7 +34,6 @@ from emailkit.provider.ratelimit import TokenBucket
 from emailkit.provider.store import Grant, Store
 from emailkit.provider.templating import render
 from emailkit.provider.webhooks import Dispatcher
-from emailkit.retry import stored_ids
 from emailkit.smtp import SendResult
 from emailkit.threads import header, message_ids, references, reply_headers
 
@@ -537,7 +536,7 @@ class Service:
     async def _find_queued(self, rfc_message_id: str) -> str:
         """The Mailpit ID of a message whose DATA reply did not name it (not Mailpit's wording)."""
         try:
-            ids = await stored_ids(self.mailbox.mailpit, rfc_message_id)
+            ids = await self.mailbox.mailpit.stored_ids(rfc_message_id)
         except MailpitError as exc:
             raise ProviderError(503, "provider_unavailable", f"the SMTP server accepted the message but Mailpit "
                                 f"could not be asked for it ({exc.message}); retry later",

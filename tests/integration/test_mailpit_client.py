@@ -115,3 +115,17 @@ async def test_the_async_twin_answers_the_same(mailbox: Mailbox) -> None:
         assert (await mp.messages()).total == 1
         assert (await mp.wait_for("subject:async", timeout=2))[0].subject == "async one"
         assert await mp.ready() is True
+
+
+def test_stored_ids_finds_exactly_one_message_id_even_quoted(mailbox: Mailbox) -> None:
+    """The retry policy's "was it stored although its 250 was lost?" check, on both backends."""
+    import smtplib
+
+    with smtplib.SMTP(mailbox.smtp_host, mailbox.smtp_port, timeout=10) as smtp:
+        for mid in ('<"a,b"@x.example>', "<plain-1@x.example>", "<plain-10@x.example>"):
+            smtp.sendmail("a@x.example", ["b@x.example"], f"Message-ID: {mid}\r\nSubject: s\r\n\r\nhi\r\n".encode())
+    with Mailpit(mailbox.api_url) as client:
+        client.wait_for("subject:s", count=3)
+        assert len(client.stored_ids('<"a,b"@x.example>')) == 1
+        assert len(client.stored_ids("plain-1@x.example")) == 1  # not plain-10: exact, not a substring
+        assert client.stored_ids("<plain@x.example>") == [] and client.stored_ids("<>") == []
