@@ -35,7 +35,6 @@ from .runs import (
     smtp_parallel,
     smtp_reused_connection,
 )
-from .runs import _run  # noqa: F401 - emailkit.ingest runs its coroutines on the same private loop
 from .servers import PROVIDER_OPTIONS, BenchServers, RestTarget
 from .summary import (
     CLAIM_TESTS,
