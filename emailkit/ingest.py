@@ -6,6 +6,10 @@ SMTP connection and over several parallel ones. The bare sink is aiosmtpd answer
 storing anything: the ceiling of this client on this machine. Then both mailbox servers are filled
 to a 5,000-message mailbox and `GET /api/v1/messages` and `GET /api/v1/search` are timed.
 
+Beside msg/s, the table shows each server process's own CPU time per message (user + system, read
+from the process with psutil before and after each run). On a machine other programs also use,
+msg/s moves with their load; CPU per message barely does, so its ratios are the steadier comparison.
+
     python -m emailkit.bench --servers          # the table, with ratios
     python -m emailkit.ingest sink --smtp 127.0.0.1:2525   # the bare sink on its own
 
@@ -34,7 +38,8 @@ from .message import compose
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["SERVERS", "ServerProcess", "ingest_rate", "ingest_table", "main", "read_latency", "read_latency_table"]
+__all__ = ["SERVERS", "ServerProcess", "cpu_seconds", "ingest_rate", "ingest_table", "main", "read_latency",
+           "read_latency_table"]
 
 #: The servers `ingest_table` measures, in the order the table shows them.
 SERVERS: dict[str, str] = {
@@ -98,6 +103,14 @@ class ServerProcess:
         self.close()
         raise EmailkitError(f"the {self.kind} process did not answer within 20 s", fix="is the machine overloaded?")
 
+    @property
+    def pid(self) -> int:
+        """The server's process ID (Mailpit's own process, or the Python child's)."""
+        proc = self._mailpit.proc if self._mailpit is not None else self._proc
+        if proc is None:
+            raise EmailkitError(f"the {self.kind} process is not running", fix="start() it first")
+        return proc.pid
+
     def _ready(self) -> bool:
         import httpx
 
@@ -147,8 +160,12 @@ async def _ingest(host: str, port: int, messages: list[Any], connections: int, b
 
 
 def ingest_rate(host: str, port: int, n: int = 2000, *, connections: int = 1, tag: str = "bench",
-                progress: bool = True) -> dict[str, float]:
-    """Send `n` ~1 KB messages over `connections` reused SMTP connections at once; the rate achieved."""
+                progress: bool = True, server_pid: int | None = None) -> dict[str, float]:
+    """Send `n` ~1 KB messages over `connections` reused SMTP connections at once; the rate achieved.
+
+    With `server_pid` (the server's process, on this machine) the result also has
+    ``cpu_ms_per_msg``: the CPU time that process spent during the run, divided by `n`.
+    """
     if n < 1 or connections < 1:
         raise InvalidInput("n" if n < 1 else "connections", "must be at least 1", fix="measure at least one message")
     from .bench.runs import _run
@@ -160,13 +177,29 @@ def ingest_rate(host: str, port: int, n: int = 2000, *, connections: int = 1, ta
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, desc=f"SMTP ingest x{connections}", unit="msg", leave=False)
+    cpu_before = cpu_seconds(server_pid) if server_pid is not None else 0.0
     try:
         seconds = _run(_ingest(host, port, messages, connections, bar))
     finally:
         if bar is not None:
             bar.close()
-    return {"messages": n, "connections": connections, "avg_message_bytes": round(size), "seconds": seconds,
-            "messages_per_s": n / seconds}
+    out = {"messages": n, "connections": connections, "avg_message_bytes": round(size), "seconds": seconds,
+           "messages_per_s": n / seconds}
+    if server_pid is not None:
+        out["cpu_ms_per_msg"] = (cpu_seconds(server_pid) - cpu_before) * 1000 / n
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time process `pid` has used so far, user + system, in seconds (all its threads)."""
+    import psutil
+
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error as exc:
+        raise EmailkitError(f"cannot read the CPU time of process {pid}: {exc}",
+                            fix="is the server still running?") from None
+    return times.user + times.system
 
 
 def read_latency(api_url: str, *, calls: int = 100, query: str = "to:inbox3@example.com") -> dict[str, float]:
@@ -195,9 +228,14 @@ def _workdir() -> Path:
 
 def ingest_table(n: int = 2000, *, parallel: int = 4, servers: Sequence[str] = tuple(SERVERS),
                  progress: bool = True) -> pd.DataFrame:
-    """msg/s for each server over one reused connection and over `parallel` connections, with ratios.
+    """msg/s and server CPU ms per message for each server, over one reused connection and over
+    `parallel` connections, with the sandbox's ratios to Mailpit and to the sink.
 
-    A server that cannot be had here (no Mailpit binary) gets a row saying so, with no figures.
+    ``msgs_per_s_*`` is wall-clock throughput seen by this client (higher is better; its ratios
+    ``vs mailpit``/``vs sink`` are the sandbox's share). ``cpu_ms_per_msg_*`` is the CPU time the
+    server process itself spent per message (lower is better; its ratios are sandbox / other, so
+    below 1 means the sandbox spends less). A server that cannot be had here (no Mailpit binary)
+    gets a row saying so, with no figures.
     """
     import pandas as pd
 
@@ -208,19 +246,25 @@ def ingest_table(n: int = 2000, *, parallel: int = 4, servers: Sequence[str] = t
             row: dict[str, Any] = {"server": kind, "what": SERVERS[kind]}
             try:
                 with ServerProcess(kind, workdir) as server:
-                    one = ingest_rate(server.host, server.smtp_port, n, connections=1, tag="one", progress=progress)
-                    many = ingest_rate(server.host, server.smtp_port, n, connections=parallel, tag="many",
-                                       progress=progress)
+                    runs = {}
+                    for label, connections, tag in (("1_connection", 1, "one"),
+                                                    (f"{parallel}_connections", parallel, "many")):
+                        runs[label] = ingest_rate(server.host, server.smtp_port, n, connections=connections,
+                                                  tag=tag, progress=progress, server_pid=server.pid)
             except EmailkitError as exc:
                 row["note"] = exc.message
             else:
-                row.update({"messages": n, "msgs_per_s_1_connection": one["messages_per_s"],
-                            f"msgs_per_s_{parallel}_connections": many["messages_per_s"], "note": ""})
+                row["messages"] = n
+                for label, rate in runs.items():
+                    row[f"msgs_per_s_{label}"] = rate["messages_per_s"]
+                for label, rate in runs.items():
+                    row[f"cpu_ms_per_msg_{label}"] = rate["cpu_ms_per_msg"]
+                row["note"] = ""
             rows.append(row)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     table = pd.DataFrame(rows).set_index("server")
-    for column in [c for c in table.columns if c.startswith("msgs_per_s")]:
+    for column in [c for c in table.columns if c.startswith(("msgs_per_s", "cpu_ms_per_msg"))]:
         for base in ("mailpit", "sink"):
             if base in table.index and "sandbox" in table.index and table.loc[base, column] > 0:
                 table.loc["sandbox", f"{column} vs {base}"] = table.loc["sandbox", column] / table.loc[base, column]

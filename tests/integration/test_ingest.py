@@ -42,6 +42,30 @@ def test_the_table_has_a_row_per_server_and_ratios_against_mailpit_and_the_sink(
         assert not math.isnan(table.loc["sandbox", f"{column} vs sink"])
 
 
+def test_the_table_shows_each_server_processs_cpu_per_message_with_ratios() -> None:
+    need_mailpit()
+    table = ingest.ingest_table(150, parallel=2, progress=False)
+    for column in ("cpu_ms_per_msg_1_connection", "cpu_ms_per_msg_2_connections"):
+        assert (table[column] > 0).all() and table[column].map(math.isfinite).all()
+        for base in ("mailpit", "sink"):
+            assert table.loc["sandbox", f"{column} vs {base}"] == pytest.approx(
+                table.loc["sandbox", column] / table.loc[base, column])
+    assert "msgs_per_s_1_connection" in table.columns  # the wall-clock rate stays beside it
+
+
+@pytest.mark.parametrize("kind", ["sink", "sandbox"])
+def test_the_cpu_figure_is_the_server_processs_own_time_divided_by_the_messages(kind: str, tmp_path: Path) -> None:
+    n = 100
+    with ingest.ServerProcess(kind, tmp_path) as server:
+        before = ingest.cpu_seconds(server.pid)
+        rate = ingest.ingest_rate(server.host, server.smtp_port, n, progress=False, server_pid=server.pid)
+        spent = ingest.cpu_seconds(server.pid) - before
+        without = ingest.ingest_rate(server.host, server.smtp_port, 2, progress=False)
+    # the run's window lies inside [before, after]: per message times n fits in what the process spent
+    assert 0 < rate["cpu_ms_per_msg"] * n <= spent * 1000 + 1e-6
+    assert "cpu_ms_per_msg" not in without  # no process named, no CPU figure
+
+
 def test_read_latency_on_a_filled_mailbox() -> None:
     table = ingest.read_latency_table(40, calls=5, servers=["sandbox"], progress=False)
     row = table.loc["sandbox"]
