@@ -348,8 +348,14 @@ class Room:
 
     def stop(self, *, timeout: float = 60.0) -> list[int]:
         """Stop the hub (it stops every participant's server and the proxy), then end anything left
-        that carries the room's marker. Returns the ids of the leftovers that had to be ended."""
+        that carries the room's marker. Returns the ids of the leftovers that had to be ended.
+
+        Each participant's kernels are shut down first, through their server's API: a kernel asked to
+        shut down exits normally and its lab stops its own Mailpit, whereas a kernel whose server
+        simply goes away exits without that (its Mailpit would be left for the sweep)."""
         if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(EmailkitError, OSError):
+                self._stop_servers(timeout=timeout / 2)
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=timeout)
@@ -361,6 +367,23 @@ class Room:
         self.swept = [_program(pid) for pid in leftovers]
         _end(leftovers)
         return leftovers
+
+    def _stop_servers(self, *, timeout: float) -> None:
+        """Shut down every running participant's kernels, then their servers, through the REST APIs."""
+        import httpx
+
+        headers = {"Authorization": f"token {self.token}"}
+        running = [u["name"] for u in self.api("GET", "/users") if u.get("servers")]
+        for name in running:
+            base = f"{self.url}/user/{name}/api/kernels"
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                for kernel in httpx.get(base, headers=headers, timeout=10.0, verify=False).json():
+                    httpx.delete(f"{base}/{kernel['id']}", headers=headers, timeout=timeout, verify=False)
+        for name in running:
+            self.api("DELETE", f"/users/{name}/server")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(u.get("servers") for u in self.api("GET", "/users")):
+            time.sleep(0.5)
 
     def __enter__(self) -> Room:
         return self.start()
