@@ -243,3 +243,42 @@ def test_the_command_line_collects_resets_and_refuses_with_a_clear_message(
     err = capsys.readouterr().err
     assert "does not share one Mailpit" in err and "unset MAILPIT_URL" in err
     assert not (tmp_path / "r" / "hub").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_emailkit_workshop_prints_the_room_once_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    """The trainer's command: the address and password on the terminal only; Ctrl-C (SIGINT) ends it all."""
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    _need_the_hub()
+    env = {k: v for k, v in os.environ.items() if k != "MAILPIT_URL"}
+    command = [sys.executable, "-m", "emailkit", "workshop", "--participants", "1", "--port", "0",
+               "--room", str(tmp_path / "room"), "--mailbox", "sandbox"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = []
+        while not any("Ctrl-C" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, f"the command ended early: {proc.stderr.read()[-2000:]}"
+            lines.append(line)
+        printed = "".join(lines)
+        url = re.search(r"Workshop room at (http://127\.0\.0\.1:\d+)/", printed).group(1)
+        password = re.search(r"shared password \(write it on the board\): (\S+)", printed).group(1)
+        assert "participant-01" in printed
+        room = Room(["participant-01"], root=tmp_path / "room", port=int(url.rsplit(":", 1)[1]))
+        assert _login(room, "participant-01", password).status_code == 302
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "Room stopped." in out
+    room_id = json.loads((tmp_path / "room" / "hub" / "room.json").read_text())["room_id"]
+    assert room_processes(room_id) == []
+    for written in (tmp_path / "room").rglob("*"):
+        if written.is_file():
+            assert password not in written.read_text(errors="replace"), f"the password is in {written}"
+    assert password not in err
