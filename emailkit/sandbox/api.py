@@ -45,6 +45,7 @@ from emailkit.message import compose, parse_address
 from emailkit.sandbox.chaos import Chaos
 from emailkit.sandbox.cors import go_error, method_not_allowed, preflight, with_mailpit_headers
 from emailkit.sandbox.search import SearchError, parse_date, resolve_tz
+from emailkit.sandbox.send_builder import build_message
 from emailkit.sandbox.smtp_server import save_to_database
 from emailkit.sandbox.store import Store, new_id
 from emailkit.sandbox.summary import find_part, parse_message
@@ -490,6 +491,7 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
                 headers[key] = value
 
         files = []
+        parts: list[tuple[str, str, bytes, str]] = []  # as given, for Mailpit's builder (it sniffs a missing type)
         raw_attachments = data.get("Attachments") or []
         if not isinstance(raw_attachments, list):
             raise _type_error("Attachments", "an array", True)
@@ -503,10 +505,11 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
                 payload = base64.b64decode(content, validate=True)
             except (binascii.Error, ValueError) as exc:
                 raise _BadRequest(f'error decoding base64 attachment "{filename}": {exc}', as_json=True) from None
-            ctype = _string(att.get("ContentType"), f"Attachments[{i}].ContentType", as_json=True)
-            ctype = ctype or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+            given_type = _string(att.get("ContentType"), f"Attachments[{i}].ContentType", as_json=True)
+            ctype = given_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
             cid = _string(att.get("ContentID"), f"Attachments[{i}].ContentID", as_json=True)
             files.append((filename, ctype, payload, cid) if cid else (filename, ctype, payload))
+            parts.append((filename, given_type, payload, cid))
 
         text = _string(data.get("Text"), "Text", as_json=True)
         html = _string(data.get("HTML"), "HTML", as_json=True)
@@ -524,9 +527,14 @@ def create_app(store: Store, *, max_message_size: int = 50 * 1024 * 1024, chaos:
                 message_id=message_id if message_id is not None else f"<{new_id()}@mailpit>",
                 attachments=files,
             )
-            if quoted_from is not None:
-                message.replace_header("From", Address(display_name=from_name, addr_spec=quoted_from.addr_spec))
-            raw = message.as_bytes(policy=message.policy)
+            message.as_bytes(policy=message.policy)  # compose() checked every field: now write it as Mailpit does
+            sent_headers = dict(headers) if message_id is None else {**headers, "Message-ID": message_id}
+            raw = build_message(
+                from_name=from_name,
+                from_email=from_email if quoted_from is None else f"{quoted_from.username}@{quoted_from.domain}",
+                to=to, cc=cc, reply_to=reply_to, subject=_string(data.get("Subject"), "Subject", as_json=True),
+                text=text, html=html, headers=sent_headers, attachments=parts,
+            )
         except InvalidInput as exc:
             raise _BadRequest(str(exc), as_json=True) from None
         except ValueError as exc:
