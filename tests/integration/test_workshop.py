@@ -40,10 +40,16 @@ def _need_the_hub() -> None:
 
     problems = []
     proxy = ROOT / "deploy" / "proxy"
-    if not (proxy / "node_modules").is_dir() and shutil.which("npm"):
-        # What `make workshop` does: the lockfile's configurable-http-proxy, through npm itself.
-        subprocess.run(["npm", "ci", "--prefix", str(proxy), "--no-audit", "--no-fund"], check=False,
-                       capture_output=True, timeout=300)
+    if shutil.which("npm"):
+        import fcntl
+
+        # What `make workshop` does: the lockfile's configurable-http-proxy, through npm itself; locked,
+        # so two xdist workers never install into the same folder at once.
+        with open(proxy / ".install-lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (proxy / "node_modules" / ".bin" / "configurable-http-proxy").exists():
+                subprocess.run(["npm", "ci", "--prefix", str(proxy), "--no-audit", "--no-fund"], check=False,
+                               capture_output=True, timeout=300)
     if importlib.util.find_spec("jupyterhub") is None:
         problems.append("jupyterhub is not installed (pip install -e '.[workshop]')")
     try:
