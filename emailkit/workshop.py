@@ -639,6 +639,10 @@ def _home_of(pid: int) -> Path | None:
 # --------------------------------------------------------------------------- `emailkit workshop`
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", nargs="?", default="start", choices=["start", "collect", "reset"],
                         help="start the room (default), collect its reports, or reset one participant")
@@ -673,6 +677,10 @@ def run(args: argparse.Namespace) -> int:
             return 0
         room = Room(participant_names(args.participants, args.names), root=args.room, ip=args.ip, port=args.port,
                     mailbox=args.mailbox, ssl_cert=args.ssl_cert, ssl_key=args.ssl_key)
+        # The hub runs in its own session (a Ctrl-C at the terminal reaches only this command), so this
+        # command must stop it: on SIGTERM or a closed terminal (SIGHUP) as on Ctrl-C.
+        for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(stop_signal, _interrupt)
         room.start()
     except EmailkitError as exc:
         print(f"emailkit workshop: {exc}", file=sys.stderr)

@@ -253,12 +253,16 @@ def test_the_command_line_collects_resets_and_refuses_with_a_clear_message(
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_emailkit_workshop_prints_the_room_once_and_ctrl_c_stops_it(tmp_path: Path) -> None:
-    """The trainer's command: the address and password on the terminal only; Ctrl-C (SIGINT) ends it all."""
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_emailkit_workshop_prints_the_room_once_and_ctrl_c_stops_it(tmp_path: Path, signal_name: str) -> None:
+    """The trainer's command: the address and password on the terminal only; Ctrl-C (SIGINT), or a
+    SIGTERM, ends it all."""
     import re
     import signal
     import subprocess
     import sys
+
+    stop_signal = getattr(signal, signal_name)
 
     _need_the_hub()
     env = {k: v for k, v in os.environ.items() if k != "MAILPIT_URL"}
@@ -278,7 +282,7 @@ def test_emailkit_workshop_prints_the_room_once_and_ctrl_c_stops_it(tmp_path: Pa
         room = Room(["participant-01"], root=tmp_path / "room", port=int(url.rsplit(":", 1)[1]))
         assert _login(room, "participant-01", password).status_code == 302
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop_signal)
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
     assert "Room stopped." in out
