@@ -40,6 +40,7 @@ KNOWN: dict[str, dict[str, str]] = {
     "POP3 TOP": {"lines 21-22": _TOP, "line 39": _TOP, "lines 41-42": _TOP},
     "send From with a name in Email: message": {"body.ReturnPath": _NAME_IN_EMAIL, "body.Size": _NAME_IN_EMAIL},
     "send From with a name in Email: headers": {"body.Return-Path[0]": _NAME_IN_EMAIL},
+    "send From with a name in Email: raw": {"line 2": _NAME_IN_EMAIL},
     "send From missing": {"body.Error": _NO_FROM},
     "chaos bad code": {"body": _CHAOS},
     "html-check with HTML": {"status": _HTML_CHECK, "type": _HTML_CHECK},

@@ -4,12 +4,13 @@ by field (status, the compared headers, the body). The mailbox is filled with th
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
 import pytest
 from conftest import Pair, Side
-from corpus import BY_NAME, CASES
+from corpus import BY_NAME, CASES, png
 
 
 def fill(pair: Pair) -> dict[str, tuple[str, str]]:
@@ -105,6 +106,18 @@ SENDS: dict[str, dict[str, Any]] = {
              "Bcc": ["bcc@corpus.test"], "ReplyTo": [{"Email": "r@corpus.test"}], "Subject": "Full",
              "Text": "text", "HTML": "<p>html</p>", "Tags": ["Sent", "api"], "Headers": {"X-Thing": "1"},
              "Attachments": [{"Content": "aGVsbG8=", "Filename": "hello.txt"}]},
+    "mostly ASCII, long lines, inline and sniffed parts": {
+        "From": {"Email": "api@corpus.test", "Name": "Zoë Æsir"}, "To": [{"Email": "bob@corpus.test", "Name": "Jürgen"}],
+        "Subject": "Grüße aus Köln — a subject long enough to need more than one encoded word in the header, "
+                   "really quite long",
+        "Text": "Grüße aus Köln, this is mostly ASCII text with a few umlauts and a line that is long enough to be "
+                "softly broken by quoted-printable = signs included\nand a trailing space \nend",
+        "HTML": '<p>Grüße <img src="cid:pic@x"></p>',
+        "Headers": {"x-lower-case": "v", "X-Non-ASCII": "café"},
+        "Attachments": [{"Content": base64.b64encode(png(20, 10)).decode(), "Filename": "pic.png", "ContentID": "pic@x"},
+                        {"Content": base64.b64encode(png(30, 30)).decode(), "Filename": "résumé photo.png"},
+                        {"Content": base64.b64encode(b"%PDF-1.4 x").decode(), "Filename": "doc.pdf",
+                         "ContentType": "application/pdf"}]},
     "From with a name in Email": {"From": {"Email": "API <api@corpus.test>"}, "To": [{"Email": "bob@corpus.test"}],
                                   "Subject": "s", "Text": "t"},
     "From without a domain dot": {"From": {"Email": "root@localhost"}, "To": [{"Email": "bob@corpus.test"}],
@@ -128,6 +141,8 @@ def test_send(pair: Pair, name: str) -> None:
         pair.json(f"send {name}: message", *pair.call("GET", lambda s: f"/api/v1/message/{by_side[s]}"), smtp=False)
         pair.json(f"send {name}: headers",
                   *pair.call("GET", lambda s: f"/api/v1/message/{by_side[s]}/headers"), smtp=False)
+        raw = pair.call("GET", lambda s: f"/api/v1/message/{by_side[s]}/raw")
+        pair.lines(f"send {name}: raw", *(r.text.split("\n") for r in raw))
 
 
 def test_chaos(pair: Pair) -> None:
