@@ -189,7 +189,7 @@ def table(data: Any, *, caption: str = "", code: Iterable[str] = (), numeric: It
     shown = rows if max_rows is None else rows[:max_rows]
     parts = [f"<table class='ek-table' style='{_TABLE_CSS}'>"]
     if caption:
-        parts.append(f"<caption style='text-align:left;font-weight:600;padding:.2rem 0'>{html.escape(caption)}</caption>")
+        parts.insert(0, f"<div class='ek-caption' style='font-weight:600;padding:.2rem 0'>{html.escape(caption)}</div>")
     if any(columns):
         parts.append("<tr>" + "".join(f"<th style='{_HEAD_CSS}'>{html.escape(c)}</th>" for c in columns) + "</tr>")
     numeric_cols = set(numeric) if numeric is not None else {
@@ -332,8 +332,8 @@ def transcript(t: Any, *, caption: str | None = None, max_lines: int | None = No
         left = len(lines) - max_lines
         more = f"<div style='color:#57606a;font-size:12px'>{left} more line{'s' if left != 1 else ''} not shown.</div>"
     return HTML(
+        f"<div class='ek-caption' style='font-weight:600;padding:.2rem 0'>{html.escape(caption)}</div>"
         f"<table class='ek-transcript ek-transcript-{html.escape(protocol)}' style='{_TABLE_CSS}'>"
-        f"<caption style='text-align:left;font-weight:600;padding:.2rem 0'>{html.escape(caption)}</caption>"
         f"<tr><th style='{_HEAD_CSS}'>ms</th><th style='{_HEAD_CSS}'></th><th style='{_HEAD_CSS}'>line</th>"
         f"<th style='{_HEAD_CSS}'>meaning</th></tr>" + "".join(rows) + "</table>" + more)
 

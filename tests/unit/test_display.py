@@ -92,7 +92,7 @@ def test_every_protocol_gets_the_same_rich_transcript_table(protocol, lines, mea
     page = display.transcript(_transcript(protocol, lines)).data
     assert f"ek-transcript-{protocol}" in page
     assert page.count("<tr>") == len(lines) + 1  # header + one row per line
-    assert page.startswith("<table") and f"{protocol.upper()}: {len(lines)} lines" in page
+    assert "<table" in page and f"{protocol.upper()}: {len(lines)} lines" in page
     for meaning in meanings:
         assert meaning in page, meaning
     assert "white-space:pre;" not in page  # long lines wrap
