@@ -22,6 +22,7 @@ from emailkit.errors import InvalidInput
 from emailkit.workshop import (
     Room,
     SharedMailpitRefused,
+    WorkshopError,
     collect_reports,
     participant_names,
     proxy_command,
@@ -159,6 +160,11 @@ def test_a_room_of_three_each_on_their_own_server_mailbox_evidence_and_reports(t
         copied = collect_reports(room.root, tmp_path / "collected")
         assert sorted(p.parent.name for p in copied) == names
 
+        # A participant cannot be reset while their server runs (it says how to stop it).
+        with pytest.raises(WorkshopError, match="still running") as caught:
+            reset_participant(room.root, names[0])
+        assert "Stop My Server" in caught.value.fix
+
         # Leave a lab running in each server (its own Mailpit or sandbox), then stop the room.
         for name in names:
             context = room.kernel(name)
@@ -181,6 +187,8 @@ def test_a_room_of_three_each_on_their_own_server_mailbox_evidence_and_reports(t
     # for the room's final sweep to end.
     assert leftovers == [], f"left for the sweep: {room.swept}"
     assert not [pid for pid in running if _alive(pid)]
+    reset_participant(room.root, names[0])   # stopped now: their folder goes, the others' stay
+    assert not room.home(names[0]).exists() and room.home(names[1]).is_dir()
     assert time.monotonic() - started < 420
 
 
