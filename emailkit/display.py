@@ -345,7 +345,7 @@ def verdict(findings: Sequence[str] | Mapping[str, str], *, title: str = "What t
     """The closing block of a notebook: each finding one sentence made from this run's figures.
 
     `findings` is a list of sentences, or {claim id or topic: sentence}. Text is escaped; wrap a
-    figure in ``**…**`` to show it in bold.
+    figure in ``**…**`` to show it in bold, a command in backticks to show it as code.
     """
     from IPython.display import HTML
 
@@ -353,6 +353,7 @@ def verdict(findings: Sequence[str] | Mapping[str, str], *, title: str = "What t
     lis = []
     for label, sentence in items:
         body = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(str(sentence)))
+        body = re.sub(r"`([^`]+)`", r"<code>\1</code>", body)
         tag = f"<b>{html.escape(str(label))}</b> " if label else ""
         lis.append(f"<li style='margin:.2rem 0'>{tag}{body}</li>")
     return HTML(

@@ -109,6 +109,7 @@ def test_a_verdict_lists_each_finding_escaped_with_figures_in_bold() -> None:
                             "C21": "Mail arrived in <the sandbox>."}).data
     assert "What this showed" in page and "<b>6 round trips</b>" in page and "&lt;the sandbox&gt;" in page
     assert re.search(r"<b>C07</b>", page)
+    assert "<code>RCPT TO</code>" in display.verdict(["one more `RCPT TO`"]).data
 
 
 def test_setup_stops_pandas_from_cutting_text() -> None:
