@@ -47,6 +47,7 @@ from emailkit.message import parse_address
 from emailkit.sandbox.chaos import Chaos
 from emailkit.sandbox.store import Store, new_id
 from emailkit.sandbox.summary import MessageTooComplex, address_list, check_header_count, header_block, summarize
+from emailkit.tls import ServerCertificate
 
 __all__ = [
     "SMTPServer",
@@ -170,28 +171,22 @@ def save_to_database(
 
 
 class TLSMaterial:
-    """A self-signed certificate made at start-up (trustme), kept in memory only."""
+    """The STARTTLS certificate: one issued by the lab's CA, or by a CA made at start-up (in memory)."""
 
-    def __init__(self, hostnames: list[str]) -> None:
-        import trustme  # imported here: only needed when STARTTLS is on
+    def __init__(self, hostnames: list[str], certificate: ServerCertificate | None = None) -> None:
+        from emailkit.tls import LabCA
 
-        self._ca = trustme.CA(organization_name="emailkit sandbox")
-        self._cert = self._ca.issue_cert(*hostnames)
-        self.server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.server_context.check_hostname = False
-        self.server_context.verify_mode = ssl.CERT_NONE
-        self._cert.configure_cert(self.server_context)  # trustme writes a temp file and removes it
-        self.ca_pem: bytes = self._ca.cert_pem.bytes()
+        self.certificate = certificate or LabCA("emailkit sandbox").issue(*hostnames)
+        self.server_context = self.certificate.server_context()
+        self.ca_pem: bytes = self.certificate.ca.pem
 
     def client_context(self) -> ssl.SSLContext:
         """An SSL context that trusts this sandbox's certificate (for STARTTLS with verification)."""
-        context = ssl.create_default_context()
-        self._ca.configure_trust(context)
-        return context
+        return self.certificate.ca.client_context()
 
 
-def make_tls(hostnames: list[str]) -> TLSMaterial:
-    return TLSMaterial(hostnames)
+def make_tls(hostnames: list[str], certificate: ServerCertificate | None = None) -> TLSMaterial:
+    return TLSMaterial(hostnames, certificate)
 
 
 # --------------------------------------------------------------------------- aiosmtpd subclass
@@ -559,7 +554,7 @@ class SMTPServer:
         hostname: str | None = None,
         max_message_size: int = 50 * 1024 * 1024,
         max_recipients: int = 100,
-        starttls: bool = True,
+        starttls: bool | ServerCertificate = True,
         xoauth2: TokenChecker | None = None,
         chaos: Chaos | None = None,
         timeouts: SessionTimeouts | None = None,
@@ -572,7 +567,8 @@ class SMTPServer:
         self.host = host
         self.hostname = hostname or socket.gethostname() or "localhost"
         self.tls = (
-            make_tls(sorted({"localhost", "127.0.0.1", self.hostname, host} - {"0.0.0.0", "::", ""}))
+            make_tls(sorted({"localhost", "127.0.0.1", self.hostname, host} - {"0.0.0.0", "::", ""}),
+                     starttls if isinstance(starttls, ServerCertificate) else None)
             if starttls
             else None
         )
@@ -581,7 +577,7 @@ class SMTPServer:
             hostname=self.hostname,
             max_message_size=max_message_size,
             max_recipients=max_recipients,
-            starttls=starttls,
+            starttls=bool(starttls),
             xoauth2=xoauth2,
             chaos=chaos if chaos is not None else Chaos(),
             timeouts=timeouts,
