@@ -1,4 +1,4 @@
-"""Mailpit's Chaos: SMTP errors injected on purpose, with a chance per command (MAILPIT-NOTES §4.6).
+"""Mailpit's Chaos: SMTP errors injected on purpose, with a chance per command (Mailpit's `internal/smtpd/chaos`).
 
 Three triggers, each an SMTP code (400–599) and a probability in percent (0–100):
 

@@ -8,7 +8,7 @@ checks are skipped; under CI, where ``make test`` builds Mailpit first, its abse
 
 Tolerated spec deviation: the spec types To/Cc/Bcc/ReplyTo as arrays without saying whether
 null is allowed; real Mailpit emits null for empty lists in list/search results, the sandbox
-(following MAILPIT-NOTES §2.1) always emits ``[]``, which the spec accepts. Nothing else needed
+(as a stand-in should) always emits ``[]``, which the spec accepts. Nothing else needed
 tolerating: the spec marks no field required and allows extra keys (e.g. the legacy ``count``).
 """
 
@@ -227,7 +227,7 @@ def test_spec_check_has_teeth(swagger: dict, populated: dict[str, Any]) -> None:
         spec_validate(swagger, "/api/v1/messages", "get", bad)
 
 
-# --------------------------------------------------------------------------- chaos (MAILPIT-NOTES §2.11, §4.6)
+# --------------------------------------------------------------------------- chaos
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
