@@ -64,6 +64,13 @@ _LOCAL_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+$")
 _DOMAIN_LABEL = re.compile(
     r"^[A-Za-z0-9\u0080-\U0010ffff]([A-Za-z0-9\-\u0080-\U0010ffff]*[A-Za-z0-9\u0080-\U0010ffff])?$"
 )
+# A plain ASCII ``user@example.com``: dot-atom local part, LDH labels. Everything `parse_address` checks
+# holds for it, so it is answered without the general checks (the sandbox checks every recipient).
+_LDH = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+_PLAIN_ADDR = re.compile(
+    r"(?P<local>[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+)*)"
+    rf"@(?P<domain>{_LDH}(?:\.{_LDH})*)"
+)
 _CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+\-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+\-]*$")
 
 _ADDRESS_FIX = 'write it as "user@example.com", "Name <user@example.com>" or ("Name", "user@example.com")'
@@ -108,6 +115,10 @@ def _check_addr_spec(addr: str, field: str) -> str:
 
 def parse_address(value: AddressInput, field: str) -> tuple[str, str]:
     """Check one address and return ``(name, address)``; raise `InvalidInput` naming `field`."""
+    if type(value) is str:
+        plain = _PLAIN_ADDR.fullmatch(value)
+        if plain is not None and len(plain.group("local")) <= 64 and len(plain.group("domain")) <= 255:
+            return "", value
     if isinstance(value, tuple):
         if len(value) != 2 or not all(isinstance(v, str) for v in value):
             raise InvalidInput(field, "a tuple address must be (name, address), both str", fix=_ADDRESS_FIX)

@@ -53,6 +53,12 @@ _VALID_TAG = re.compile(r"^[a-zA-Z0-9\-\ _.@]{1,100}$")
 _PLUS = re.compile(r"^(.+?)\+(.+)@")
 _SEARCH_JUNK = re.compile(r"(\r?\n|\t|>|<|\"|,|;|\(|\))")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# A header value that is only plain ASCII addr-specs (``a@example.com, b@example.com``): what
+# `getaddresses` makes of it is each one with an empty name, so `address_list` splits it itself.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+_PLAIN = rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*"
+_PLAIN_LIST = re.compile(rf"[ \t]*{_PLAIN}[ \t]*(?:,[ \t]*{_PLAIN}[ \t]*)*")
 
 
 class MessageTooComplex(ValueError):
@@ -105,9 +111,13 @@ def header_block(raw: bytes) -> list[tuple[str, str]]:
     return fields
 
 
-def check_header_count(raw: bytes, limit: int = HEADER_MAX_FIELDS) -> None:
-    """Raise `MessageTooComplex` when the top-level header has more than `limit` fields."""
-    count = len(header_block(raw))
+def check_header_count(raw: bytes, limit: int = HEADER_MAX_FIELDS, *,
+                       fields: list[tuple[str, str]] | None = None) -> None:
+    """Raise `MessageTooComplex` when the top-level header has more than `limit` fields.
+
+    `fields`: `header_block(raw)` when the caller already has it (it is not parsed again).
+    """
+    count = len(header_block(raw) if fields is None else fields)
     if count > limit:
         raise MessageTooComplex("header_count", f"the message has {count} header fields (at most {limit})")
 
@@ -125,6 +135,8 @@ def address_list(value: str) -> list[dict[str, str]]:
     """A header value → ``[{"Name": ..., "Address": ...}]`` (Go `net/mail.Address` shape)."""
     if not value:
         return []
+    if _PLAIN_LIST.fullmatch(value):
+        return [{"Name": "", "Address": addr.strip(" \t")} for addr in value.split(",")]
     result = []
     for name, addr in getaddresses([value]):
         if not addr and not name:
