@@ -251,8 +251,29 @@ class _SandboxSMTP(SMTP):
         self._handler = handler
         self._line_timer: asyncio.TimerHandle | None = None
         self._session_timer: asyncio.TimerHandle | None = None
+        self._idle_deadline = 0.0
 
     # -- timeouts (SessionTimeouts) -------------------------------------------------
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """Move the idle deadline; one timer per connection instead of a new one per command and chunk.
+
+        aiosmtpd cancels and re-arms its timer after every command (and `data_received` does on
+        every chunk): here the deadline moves and the timer, when it fires before it, re-arms for the rest.
+        """
+        deadline = self.loop.time() + (duration or self._timeout_duration)
+        self._idle_deadline = deadline
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or handle.when() > deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(deadline, self._idle_due)
+
+    def _idle_due(self) -> None:
+        if self.loop.time() < self._idle_deadline:
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_due)
+            return
+        self._timeout_cb()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

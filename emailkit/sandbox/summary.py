@@ -468,7 +468,7 @@ def summarize(raw: bytes) -> Summary:
             _decode_words(headers.get("bcc", "")),
             _decode_words(headers.get("reply-to", "")),
             headers.get("return-path", ""),
-            strip_html(body.html, include_links=True) or body.text,  # Mailpit's createSearchText
+            (strip_html(body.html, include_links=True) if body.html else "") or body.text,  # Mailpit's createSearchText
             *(a.filename for a in body.attachments),
         ]
     )
