@@ -10,6 +10,8 @@ from corpus import CASES, Case
 
 from emailkit.smtp import send_sync
 
+pytestmark = pytest.mark.slow  # seconds to minutes: left out of `make test-fast`
+
 
 def _read_everything(pair: Pair, case: str, ids: tuple[str, str], *, smtp: bool = True) -> None:
     """List, message, headers, raw, every part and thumbnail, the views and checks of one message."""

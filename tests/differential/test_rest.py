@@ -12,6 +12,8 @@ import pytest
 from conftest import Pair, Side
 from corpus import BY_NAME, CASES, png
 
+pytestmark = pytest.mark.slow  # seconds to minutes: left out of `make test-fast`
+
 
 def fill(pair: Pair) -> dict[str, tuple[str, str]]:
     """The corpus delivered by smtplib, oldest first; message IDs per case on (Mailpit, sandbox)."""

@@ -15,6 +15,8 @@ from corpus import BY_NAME, big_text
 
 from emailkit.message import compose
 
+pytestmark = pytest.mark.slow  # seconds to minutes: left out of `make test-fast`
+
 
 class Wire:
     """A bare line-based client: send a line, read one complete reply (all its lines)."""

@@ -87,6 +87,7 @@ def _notebook(path: Path, source: str) -> None:
     nbformat.write(nb, path)
 
 
+@pytest.mark.slow
 def test_run_executes_every_numbered_notebook_and_reports_failures(tmp_path: Path) -> None:
     _notebook(tmp_path / "00_fine.ipynb", "print(6 * 7)")
     _notebook(tmp_path / "01_broken.ipynb", "1 / 0")

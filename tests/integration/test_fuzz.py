@@ -223,6 +223,8 @@ def test_smtp_still_answers_after_fuzzing(box: Sandbox) -> None:
 
 from emailkit.limits import INT_MAX, INT_MIN, JSON_MAX_DEPTH, SEARCH_MAX_TERMS  # noqa: E402
 
+pytestmark = pytest.mark.slow  # seconds to minutes: left out of `make test-fast`
+
 QUICK = settings(max_examples=int(os.environ.get("EMAILKIT_FUZZ_EXAMPLES", "60")), deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 

@@ -29,6 +29,8 @@ import pytest
 
 from emailkit.sandbox import Sandbox
 
+pytestmark = pytest.mark.slow  # seconds to minutes: left out of `make test-fast`
+
 ROOT = Path(__file__).resolve().parents[2]
 #: Where Mailpit's document is: `make mailpit` copies the pinned version's (git-ignored), as the
 #: contract tests read it; a vendored copy would be the first.

@@ -35,6 +35,8 @@ from emailkit.imap import IMAPServer
 from emailkit.mailpit import Mailpit
 from imap_support import ANA, BO, PASSWORD, USER, Backend, free_port, start_sandbox
 
+pytestmark = pytest.mark.slow  # seconds to minutes: left out of `make test-fast`
+
 DOVECOT = shutil.which("dovecot") or ("/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None)
 
 # What differs, on purpose or by the library, and is documented in docs/imap.md ("Compared with Dovecot").

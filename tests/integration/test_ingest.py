@@ -12,6 +12,8 @@ from emailkit import ingest
 from emailkit.errors import InvalidInput
 from support import need_mailpit
 
+pytestmark = pytest.mark.slow  # seconds to minutes: left out of `make test-fast`
+
 
 @pytest.mark.parametrize("kind", ["sandbox", "mailpit"])
 def test_a_server_process_stores_every_message_it_acknowledged(kind: str, tmp_path: Path) -> None:

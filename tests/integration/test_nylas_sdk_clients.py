@@ -21,6 +21,8 @@ from emailkit import oauth_client
 from emailkit.provider import Provider
 from emailkit.sandbox import Sandbox
 
+pytestmark = pytest.mark.slow  # seconds to minutes: left out of `make test-fast`
+
 CALLBACK = "http://127.0.0.1:8765/cli-callback"
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # seconds to minutes: left out of `make test-fast`
+
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 
 

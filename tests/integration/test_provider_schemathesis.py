@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 from provider_support import Lab, make_lab
 
+pytestmark = pytest.mark.slow  # seconds to minutes: left out of `make test-fast`
+
 ST = Path(sys.executable).parent / "st"
 
 

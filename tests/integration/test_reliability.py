@@ -13,6 +13,9 @@ from emailkit.mailpit import Mailpit
 from emailkit.message import compose
 from emailkit.sandbox import Sandbox
 from emailkit.smtp import Connection, send_sync
+import pytest
+
+pytestmark = pytest.mark.slow  # seconds to minutes: left out of `make test-fast`
 
 CLIENTS = 20
 PER_CLIENT = 250

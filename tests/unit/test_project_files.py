@@ -7,6 +7,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 from emailkit.mailboxes import MAILPIT_VERSION
@@ -139,6 +140,7 @@ def test_the_readme_claims_column_matches_what_each_notebook_covers() -> None:
         assert listed <= covered, f"{name}: README lists {sorted(listed - covered)}, which the notebook never names"
 
 
+@pytest.mark.slow
 def test_notebooks_are_stored_exactly_as_the_nbstripout_filter_writes_them() -> None:
     """Otherwise `git status` shows every notebook modified once `make` installs the git filter."""
     import subprocess
