@@ -51,7 +51,9 @@ _TAG_INVALID = re.compile(r"[^a-zA-Z0-9\-\ _.@]")
 _MULTI_SPACE = re.compile(r"\s+")
 _VALID_TAG = re.compile(r"^[a-zA-Z0-9\-\ _.@]{1,100}$")
 _PLUS = re.compile(r"^(.+?)\+(.+)@")
-_SEARCH_JUNK = re.compile(r"(\r?\n|\t|>|<|\"|,|;|\(|\))")
+# Mailpit's cleanString replaces CR?LF, tab, > < " , ; ( ) with spaces and then collapses spaces; as
+# every one of them ends a word either way, mapping each (and a lone CR) to a space gives the same text.
+_SEARCH_JUNK = str.maketrans({c: " " for c in "\r\n\t><\",;()\ufeff"})
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # A header value that is only plain ASCII addr-specs (``a@example.com, b@example.com``): what
 # `getaddresses` makes of it is each one with an empty name, so `address_list` splits it itself.
@@ -226,8 +228,7 @@ def snippet(text: str, html: str) -> str:
 
 def clean_search_text(value: str) -> str:
     """Mailpit's `cleanString`: lower-case, punctuation that splits words → spaces, single spaces."""
-    value = _SEARCH_JUNK.sub(" ", value.replace("\ufeff", " "))
-    return " ".join(value.split()).lower()
+    return " ".join(value.translate(_SEARCH_JUNK).split()).lower()
 
 
 def clean_tag(tag: str) -> str:

@@ -86,3 +86,13 @@ def test_parse_address_answers_as_the_general_checks_do(value: str) -> None:
 def test_address_list_answers_as_getaddresses_does(value: str) -> None:
     want = [{"Name": summary._decode_words(n), "Address": a} for n, a in getaddresses([value]) if n or a]
     assert summary.address_list(value) == want
+
+
+_MAILPIT_JUNK = re.compile(r"(\r?\n|\t|>|<|\"|,|;|\(|\))")  # Mailpit's cleanString pattern, as written there
+
+
+@settings(max_examples=600, deadline=None)
+@given(value=st.text("aB \r\n\t<>\",;()\ufeff\x0b\x1cİé.:x", max_size=30))
+def test_the_search_text_is_cleaned_as_mailpits_pattern_cleans_it(value: str) -> None:
+    want = " ".join(_MAILPIT_JUNK.sub(" ", value.replace("\ufeff", " ")).split()).lower()
+    assert summary.clean_search_text(value) == want
