@@ -243,7 +243,7 @@ class _SandboxSMTP(SMTP):
     def __init__(self, handler: _Handler, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         # `command_size_limits` is a class-level dict that SMTP.__init__ clears for every
-        # connection (EMAIL-FACTS §4.2): give each connection its own, with room for AUTH.
+        # connection (aiosmtpd's own behaviour): give each connection its own, with room for AUTH.
         self.command_size_limits = collections.defaultdict(
             lambda: SMTP.command_size_limit, {"AUTH": self.line_length_limit}
         )
