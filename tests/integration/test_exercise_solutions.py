@@ -39,3 +39,12 @@ def test_the_solution_runs_and_its_prediction_holds(solution: Path, backend: str
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert done.stdout.strip(), "a solution prints what it found"
 
+
+
+def test_the_notebooks_end_with_their_try_it_cells() -> None:
+    """Once appended: each notebook's last markdown cells hold a "Try it" heading naming its solution."""
+    for path in NOTEBOOKS:
+        cells = json.loads(path.read_text())["cells"]
+        text = "".join("".join(c["source"]) for c in cells[-3:])
+        assert "## Try it" in text, f"{path.name} has no 'Try it' cells at its end"
+        assert f"exercises/solutions/{path.stem}.py" in text, path.name
