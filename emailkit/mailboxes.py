@@ -22,8 +22,10 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -175,6 +177,16 @@ def port_answers(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, ask for SIGTERM when the process that started it dies
+    (a killed kernel or test worker must not leave its Mailpit running). Elsewhere, nothing."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+
 class MailpitProcess:
     """A real Mailpit binary running as a child process on loopback, stopped by `close()`.
 
@@ -234,7 +246,7 @@ class MailpitProcess:
             self.http_port = want_http or free_port(self.host)
             self.pop3_port = (want_pop3 or free_port(self.host)) if self.pop3_auth else 0
             self.proc = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.STDOUT, cwd=self.workdir)
+                                         stderr=subprocess.STDOUT, cwd=self.workdir, preexec_fn=_die_with_parent)
             if self._wait_ready(timeout):
                 return self
             log = self._log_tail()

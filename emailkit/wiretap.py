@@ -395,6 +395,18 @@ class Wiretap:
         """The most recent connection's transcript."""
         return self.transcripts[-1] if self.transcripts else None
 
+    def wait_closed(self, timeout: float = 5.0) -> Transcript:
+        """The most recent connection's transcript, once both sides have closed it (so its last lines
+        are in). Raises `TimeoutError` if the connection is still open after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            last = self.last
+            if last is not None and last.closed:
+                return last
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no closed connection through this wiretap within {timeout} s")
+            time.sleep(0.01)
+
     @property
     def lost(self) -> int:
         """How many server replies this tap lost on purpose (see `LoseReplies`)."""

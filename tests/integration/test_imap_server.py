@@ -482,12 +482,12 @@ def test_wiretap_records_imap_with_credentials_masked(mailbox: Backend, server: 
         client.select("INBOX")
         client.uid("FETCH", "1", "(BODY.PEEK[])")
         client.logout()
-        plain = tap.last
+        plain = tap.wait_closed()
         client = imaplib.IMAP4(tap.host, tap.port, timeout=10)
         client.starttls(server.client_tls_context())
         client.login(USER, PASSWORD)
         client.logout()
-        encrypted = tap.last
+        encrypted = tap.wait_closed()
     assert plain is not None and encrypted is not None
     text = str(plain)
     assert PASSWORD not in text and f"LOGIN {USER} ********" in text

@@ -285,3 +285,24 @@ async def test_the_lab_serves_imap_over_its_mailbox_with_the_providers_read_toke
     imap_port = imap.port
     lab.close()
     assert _closed(imap_port)
+
+
+def test_a_killed_kernel_does_not_leave_its_mailpit_running() -> None:
+    """The lab's Mailpit is asked to stop when the process that started it dies without closing it."""
+    import sys
+    import time
+
+    need_mailpit()
+    code = ("import os\nfrom emailkit.mailboxes import open_mailbox\nbox, _ = open_mailbox('mailpit')\n"
+            "print(box.process.proc.pid, flush=True)\nos._exit(0)\n")
+    pid = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                             check=True).stdout.strip())
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, 9)
+    raise AssertionError(f"Mailpit {pid} outlived the process that started it")

@@ -230,3 +230,20 @@ async def test_wiretap_records_http_and_masks_authorization() -> None:
     finally:
         server.should_exit = True
         await task
+
+
+def test_wait_closed_returns_the_whole_transcript_once_the_connection_ends(
+    server: tuple[Controller, Recorder],
+) -> None:
+    controller, _ = server
+    with Wiretap("127.0.0.1", controller.port) as tap:
+        with pytest.raises(TimeoutError):
+            tap.wait_closed(timeout=0.1)  # nothing has crossed it yet
+        with socket.create_connection((tap.host, tap.port), timeout=5) as sock:
+            sock.recv(1024)  # the greeting
+            with pytest.raises(TimeoutError):
+                tap.wait_closed(timeout=0.2)  # still open
+            sock.sendall(b"QUIT\r\n")
+            sock.recv(1024)
+        transcript = tap.wait_closed()
+        assert transcript.closed and transcript.lines[-1].text.startswith("221")
