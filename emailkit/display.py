@@ -27,6 +27,7 @@ from typing import Any
 __all__ = [
     "cell_text",
     "explain_line",
+    "pairs",
     "quantity",
     "setup",
     "table",
@@ -93,6 +94,14 @@ def _iso(value: Any) -> str:
     if isinstance(value, _dt.date):
         return value.isoformat()
     return str(value)
+
+
+def pairs(value: Mapping[str, Any] | Any) -> str:
+    """A guess said in a sentence, no repr: ``{"SMTP": 6, "REST": None}`` as ``SMTP 6, REST ?``;
+    a single value as itself, and nothing yet (None) as ``?``."""
+    if not isinstance(value, Mapping):
+        return "?" if value is None else cell_text(value)
+    return ", ".join(f"{key} {'?' if item is None else cell_text(item, str(key))}" for key, item in value.items())
 
 
 def cell_text(value: Any, column: str = "") -> str:

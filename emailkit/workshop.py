@@ -528,9 +528,12 @@ class RemoteKernel:
         return self.loop.run_sync(exchange, timeout=timeout)
 
     def close(self) -> None:
-        if self.socket is not None:
-            self.socket.close()
-            self.socket = None
+        if self.socket is not None and self.loop is not None:
+            socket_ = self.socket
+            # inside its own loop: outside it, tornado looks for a current asyncio loop, and after any
+            # asyncio.run() in this thread there is none
+            self.loop.run_sync(socket_.close, timeout=10)
+        self.socket = None
         if self.loop is not None:
             self.loop.close(all_fds=True)
             self.loop = None

@@ -109,8 +109,10 @@ def test_a_rendered_notebook_reads_cleanly(path: Path, tmp_path, monkeypatch) ->
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "markdown" and (match := PRIVATE.search(cell.source)):
             problems.append(f"markdown cell {index}: cites {match.group(0)!r}, which readers do not have")
-    # The notebook ends by saying what it showed, built from this run.
-    last_outputs = [shown for _, shown in _rendered_outputs(nb)][-3:]
+    # The notebook ends by saying what it showed, built from this run (before its "Try it" exercises).
+    exercises = next((i for i, c in enumerate(nb.cells)
+                      if c.cell_type == "markdown" and c.source.lstrip().startswith("## Try it")), len(nb.cells))
+    last_outputs = [shown for index, shown in _rendered_outputs(nb) if index < exercises][-3:]
     if not any("ek-verdict" in shown for shown in last_outputs):
         problems.append("no generated 'What this showed' verdict at the end")
     assert not problems, f"{path.name}:\n  " + "\n  ".join(problems)

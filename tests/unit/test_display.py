@@ -119,3 +119,10 @@ def test_setup_stops_pandas_from_cutting_text() -> None:
         assert "..." not in pd.DataFrame([{"x": "y" * 200}]).to_html()
     pd.reset_option("display.float_format")
     pd.reset_option("display.max_colwidth")
+
+
+def test_pairs_says_a_guess_without_a_repr() -> None:
+    from emailkit import display
+
+    assert display.pairs({"SMTP": 6, "REST": None}) == "SMTP 6, REST ?"
+    assert display.pairs(None) == "?" and display.pairs(3) == "3" and display.pairs("api") == "api"
