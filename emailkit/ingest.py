@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -237,33 +237,19 @@ def ingest_table(n: int = 2000, *, parallel: int = 4, servers: Sequence[str] = t
     below 1 means the sandbox spends less). A server that cannot be had here (no Mailpit binary)
     gets a row saying so, with no figures.
     """
-    import pandas as pd
+    def measure(server: ServerProcess) -> dict[str, Any]:
+        row: dict[str, Any] = {"messages": n}
+        runs = {label: ingest_rate(server.host, server.smtp_port, n, connections=connections, tag=tag,
+                                   progress=progress, server_pid=server.pid)
+                for label, connections, tag in (("1_connection", 1, "one"),
+                                                (f"{parallel}_connections", parallel, "many"))}
+        for label, rate in runs.items():
+            row[f"msgs_per_s_{label}"] = rate["messages_per_s"]
+        for label, rate in runs.items():
+            row[f"cpu_ms_per_msg_{label}"] = rate["cpu_ms_per_msg"]
+        return row
 
-    rows = []
-    workdir = _workdir()
-    try:
-        for kind in servers:
-            row: dict[str, Any] = {"server": kind, "what": SERVERS[kind]}
-            try:
-                with ServerProcess(kind, workdir) as server:
-                    runs = {}
-                    for label, connections, tag in (("1_connection", 1, "one"),
-                                                    (f"{parallel}_connections", parallel, "many")):
-                        runs[label] = ingest_rate(server.host, server.smtp_port, n, connections=connections,
-                                                  tag=tag, progress=progress, server_pid=server.pid)
-            except EmailkitError as exc:
-                row["note"] = exc.message
-            else:
-                row["messages"] = n
-                for label, rate in runs.items():
-                    row[f"msgs_per_s_{label}"] = rate["messages_per_s"]
-                for label, rate in runs.items():
-                    row[f"cpu_ms_per_msg_{label}"] = rate["cpu_ms_per_msg"]
-                row["note"] = ""
-            rows.append(row)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    table = pd.DataFrame(rows).set_index("server")
+    table = _per_server(servers, measure)
     for column in [c for c in table.columns if c.startswith(("msgs_per_s", "cpu_ms_per_msg"))]:
         for base in ("mailpit", "sink"):
             if base in table.index and "sandbox" in table.index and table.loc[base, column] > 0:
@@ -274,6 +260,16 @@ def ingest_table(n: int = 2000, *, parallel: int = 4, servers: Sequence[str] = t
 def read_latency_table(messages: int = 5000, *, calls: int = 100, servers: Sequence[str] = ("sandbox", "mailpit"),
                        progress: bool = True) -> pd.DataFrame:
     """List and search p50/p95 on a mailbox of `messages` messages, for each mailbox server."""
+
+    def measure(server: ServerProcess) -> dict[str, Any]:
+        ingest_rate(server.host, server.smtp_port, messages, connections=4, tag="fill", progress=progress)
+        return read_latency(server.api_url, calls=calls)
+
+    return _per_server(servers, measure)
+
+
+def _per_server(servers: Sequence[str], measure: Callable[[ServerProcess], dict[str, Any]]) -> pd.DataFrame:
+    """One row per server: `measure` run against it in its own process, or a note saying why it could not be."""
     import pandas as pd
 
     rows = []
@@ -283,11 +279,11 @@ def read_latency_table(messages: int = 5000, *, calls: int = 100, servers: Seque
             row: dict[str, Any] = {"server": kind, "what": SERVERS[kind]}
             try:
                 with ServerProcess(kind, workdir) as server:
-                    ingest_rate(server.host, server.smtp_port, messages, connections=4, tag="fill", progress=progress)
-                    row.update(read_latency(server.api_url, calls=calls))
-                    row["note"] = ""
+                    row.update(measure(server))
             except EmailkitError as exc:
                 row["note"] = exc.message
+            else:
+                row["note"] = ""
             rows.append(row)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
