@@ -480,7 +480,8 @@ def test_wiretap_records_imap_with_credentials_masked(mailbox: Backend, server: 
         client = imaplib.IMAP4(tap.host, tap.port, timeout=10)
         client.login(USER, PASSWORD)  # in the clear on loopback, so the transcript shows the masking
         client.select("INBOX")
-        client.uid("FETCH", "1", "(BODY.PEEK[])")
+        uid = client.uid("SEARCH", "SUBJECT", "tapped")[1][0].split()[-1]  # UIDs stay put: ask, never assume 1
+        client.uid("FETCH", uid, "(BODY.PEEK[])")
         client.logout()
         plain = tap.wait_closed()
         client = imaplib.IMAP4(tap.host, tap.port, timeout=10)
