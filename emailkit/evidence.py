@@ -40,6 +40,7 @@ __all__ = [
     "for_claims",
     "load",
     "location",
+    "project_root",
     "record",
     "to_frame",
 ]
@@ -185,7 +186,7 @@ class Evidence:
         return f"{value} {self.unit} (measured by {self.source} on {self.host}, {self.measured_at}{detail})"
 
 
-def _project_root() -> Path | None:
+def project_root() -> Path | None:
     """The folder holding emailkit's pyproject.toml: from the package, else from the cwd upwards."""
     candidates = [Path(__file__).resolve().parent.parent, *Path.cwd().resolve().parents]
     candidates.insert(1, Path.cwd().resolve())
@@ -202,7 +203,7 @@ def location(folder: str | Path | None = None) -> Path:
         return Path(folder) / FILENAME
     if os.environ.get("EMAILKIT_EVIDENCE_DIR"):
         return Path(os.environ["EMAILKIT_EVIDENCE_DIR"]) / FILENAME
-    root = _project_root()
+    root = project_root()
     if root is not None:
         return root / "build" / "evidence" / FILENAME
     return Path.cwd() / FILENAME

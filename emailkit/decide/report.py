@@ -99,7 +99,7 @@ def reports_dir() -> Path:
     configured = os.environ.get("EMAILKIT_REPORTS_DIR")
     if configured:
         return Path(configured).expanduser().resolve()
-    root = evidence_store._project_root()  # the same root the evidence file uses (one rule, in evidence.py)
+    root = evidence_store.project_root()  # the same root the evidence file uses (one rule, in evidence.py)
     return (root if root is not None else Path.cwd()).resolve() / "reports"
 
 
