@@ -24,7 +24,7 @@ from html import unescape
 from html.parser import HTMLParser
 
 from emailkit.limits import HEADER_MAX_FIELDS, MIME_MAX_DEPTH
-from emailkit.sandbox.html_text import html_to_plain_text, strip_html
+from emailkit.html_text import html_to_plain_text, strip_html
 
 __all__ = [
     "AttachmentInfo",

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from emailkit.sandbox.html_text import html_to_plain_text, strip_html
+from emailkit.html_text import html_to_plain_text, strip_html
 
 HTML = ('<h1>Title</h1><h2>Sub</h2><p>A <b>bold</b> <a href="https://x.test/a">link</a> and '
         '<a href="https://x.test/b">https://x.test/b</a></p><ul><li>one<li>two</ul>'
