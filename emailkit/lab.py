@@ -29,7 +29,7 @@ from .wiretap import Wiretap
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .provider.server import Provider
+    from .provider.provider import Provider
     from .sandbox import Sandbox
 
 __all__ = ["IMAPAccess", "Lab", "POP3Access", "connect"]

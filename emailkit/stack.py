@@ -28,7 +28,7 @@ from .mailboxes import BACKENDS, Mailbox, open_mailbox
 
 if TYPE_CHECKING:
     from .imap import IMAPServer
-    from .provider.server import Provider
+    from .provider.provider import Provider
     from .sandbox import Sandbox
     from .tls import LabCA
 
@@ -122,7 +122,7 @@ class Stack:
     def provider(self) -> Provider:
         """The local hosted-email API in front of the mailbox, started on first use."""
         if self._provider is None:
-            from .provider.server import Provider
+            from .provider.provider import Provider
 
             box = self.mailbox
             self._provider = Provider(box.api_url, box.smtp_host, box.smtp_port, **self.provider_options).start()
@@ -242,7 +242,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Start the mailbox and the provider, print where they listen, serve until Ctrl-C or SIGTERM."""
-    from .provider.server import announce_api_key, api_key_from_file, oauth_hint
+    from .provider.cli import announce_api_key, api_key_from_file, oauth_hint
     from .serving import parse_hostport, wait_for_signal
 
     try:

@@ -327,7 +327,7 @@ def _run_provider(args: argparse.Namespace) -> int:  # pragma: no cover - runs a
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
-    from ..provider.server import Provider
+    from ..provider.provider import Provider
     from ..serving import parse_hostport, wait_for_signal
 
     smtp_host, smtp_port = parse_hostport(args.smtp, "--smtp")

@@ -4,15 +4,20 @@
     with Provider(lab.api_url, lab.smtp_host, lab.smtp_port) as provider:
         grant = provider.create_grant("ann@example.com")
 
-See docs/provider.md for the API and every place it differs from Nylas v3.
+See docs/provider.md for the API and every place it differs from Nylas v3. The rooms: `provider`
+(the `Provider` object: start, serve, close), `cli` (`emailkit provider`), `app` (the FastAPI app: middleware,
+error handlers, routers), `routes/` (one module per resource), `service` (what the routes call:
+authorise, send with idempotency, read, thread, templates, webhooks, the application), `store`
+(SQLite), `mailbox` (the read side from Mailpit), `outbound` (the one SMTP session), `webhooks`
+(signed deliveries and a receiver), `oauth` (the authorization server), `problems` (the error
+envelope), `fault_injection` (injected 429/503s).
 """
 
 from __future__ import annotations
 
-from emailkit.provider.faults import Faults
-from emailkit.provider.server import Provider, add_arguments, run
+from emailkit.provider.fault_injection import Faults
+from emailkit.provider.provider import Provider
 from emailkit.provider.store import Grant, Store
 from emailkit.provider.webhooks import SIGNATURE_HEADER, WebhookReceiver, verify_signature
 
-__all__ = ["SIGNATURE_HEADER", "Faults", "Grant", "Provider", "Store", "WebhookReceiver", "add_arguments", "run",
-           "verify_signature"]
+__all__ = ["SIGNATURE_HEADER", "Faults", "Grant", "Provider", "Store", "WebhookReceiver", "verify_signature"]

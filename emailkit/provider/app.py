@@ -5,7 +5,7 @@
 Every grant-scoped route authorises first (API key, or an access token with the right
 scope for that grant), then applies the grant's rate limit. Every answer carries a
 ``request-id`` header; every error is the ``{request_id, error}`` envelope
-(`emailkit.provider.errors`). ``/openapi.json`` documents it all; ``/docs`` serves
+(`emailkit.provider.problems`). ``/openapi.json`` documents it all; ``/docs`` serves
 Swagger UI from local files when the `fastapi-offline` package is installed (no CDN),
 and FastAPI's default page (which loads Swagger UI from a CDN) otherwise.
 """
@@ -31,14 +31,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from emailkit.errors import InvalidInput
 from emailkit.limits import (BODY_MAX_BYTES, HEADER_MAX_FIELDS, QUERY_MAX_LENGTH, SEARCH_MAX_TERMS, SEND_BODY_MAX_BYTES,
                              JSONBodyLimits)
-from emailkit.provider.errors import (
+from emailkit.provider.problems import (
     IMPLEMENTED,
     ProviderError,
     error_responses,
     install_error_handlers,
     request_id_of,
 )
-from emailkit.provider.faults import Faults
+from emailkit.provider.fault_injection import Faults
 from emailkit.provider.models import (
     MAX_BATCH,
     ApplicationOut,

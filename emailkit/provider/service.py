@@ -25,8 +25,8 @@ import aiosmtplib
 
 from emailkit.errors import InvalidInput, MailpitError, SMTPSendError
 from emailkit.message import RESERVED_HEADERS, compose
-from emailkit.provider.errors import ProviderError
-from emailkit.provider.faults import Faults
+from emailkit.provider.problems import ProviderError
+from emailkit.provider.fault_injection import Faults
 from emailkit.provider.mailbox import Mailbox, attachment_parts, snippet_of
 from emailkit.provider.models import SendRequest
 from emailkit.provider.outbound import Outbound
@@ -94,7 +94,7 @@ class Service:
         self.idempotency_ttl = idempotency_ttl
         self.poll_interval = poll_interval
         self.inflight: set[tuple[str, str]] = set()
-        #: Injected faults for sends (see emailkit.provider.faults); off by default.
+        #: Injected faults for sends (see emailkit.provider.fault_injection); off by default.
         self.faults = faults or Faults()
         #: Sends answered with an injected fault so far.
         self.faults_injected = 0

@@ -29,7 +29,7 @@ from emailkit.limits import (
     SEARCH_MAX_TERMS,
 )
 from emailkit.provider import Provider
-from emailkit.provider.server import announce_api_key, api_key_from_file
+from emailkit.provider.cli import announce_api_key, api_key_from_file
 
 
 @pytest.fixture(scope="module")

@@ -136,7 +136,7 @@ def test_cli_serves_until_interrupted(lab: Lab, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("EMAILKIT_PROVIDER_API_KEY", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "emailkit.provider.server", "--mailpit", lab.sandbox.api_url,
+        [sys.executable, "-m", "emailkit.provider.cli", "--mailpit", lab.sandbox.api_url,
          "--smtp", f"{lab.sandbox.smtp_host}:{lab.sandbox.smtp_port}", "--listen", f"127.0.0.1:{port}",
          "--grant", "cli@example.com", "--api-key-file", str(key_file)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -163,6 +163,6 @@ def test_cli_serves_until_interrupted(lab: Lab, tmp_path: Path) -> None:
 
 
 def test_cli_refuses_a_bad_address() -> None:
-    proc = subprocess.run([sys.executable, "-m", "emailkit.provider.server", "--smtp", "nowhere"],
+    proc = subprocess.run([sys.executable, "-m", "emailkit.provider.cli", "--smtp", "nowhere"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--smtp" in proc.stderr and "HOST:PORT" in proc.stderr

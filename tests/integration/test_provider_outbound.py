@@ -8,7 +8,7 @@ import httpx
 
 from emailkit.faults import lost_reply
 from emailkit.mailpit import Mailpit
-from emailkit.provider.server import Provider
+from emailkit.provider.provider import Provider
 from emailkit.sandbox import Sandbox
 
 

@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass
 
 from emailkit.errors import InvalidInput
-from emailkit.provider.errors import ProviderError
+from emailkit.provider.problems import ProviderError
 
 __all__ = ["FAULT_TYPES", "MAX_RETRY_AFTER", "Faults"]
 
