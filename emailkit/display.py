@@ -2,6 +2,8 @@
 
 * `transcript(t)`: any wiretap `Transcript` (SMTP, HTTP, POP3, IMAP) as one rich table: time, who
   spoke, the line (wrapped, never cut) and what it means.
+* `exchange(tap)`: the last connection through a `Wiretap`, once it has closed, as that table (what
+  a notebook shows after each request it makes through a tap).
 * `table(data)`: a DataFrame, a list of dicts or dataclasses, or one mapping as an HTML table that
   wraps long text instead of truncating it; whole numbers shown as integers, dates as ISO 8601,
   every cell escaped (so `<region>` reads as `<region>`), and no Python reprs.
@@ -26,6 +28,7 @@ from typing import Any
 
 __all__ = [
     "cell_text",
+    "exchange",
     "explain_line",
     "pairs",
     "quantity",
@@ -345,6 +348,14 @@ def transcript(t: Any, *, caption: str | None = None, max_lines: int | None = No
         f"<table class='ek-transcript ek-transcript-{html.escape(protocol)}' style='{_TABLE_CSS}'>"
         f"<tr><th style='{_HEAD_CSS}'>ms</th><th style='{_HEAD_CSS}'></th><th style='{_HEAD_CSS}'>line</th>"
         f"<th style='{_HEAD_CSS}'>meaning</th></tr>" + "".join(rows) + "</table>" + more)
+
+
+def exchange(tap: Any, *, caption: str | None = None, max_lines: int | None = None, timeout: float = 5.0) -> Any:
+    """The last connection through `tap` (a `Wiretap`) as `transcript()` shows it, once the connection
+    has closed, so its last lines are in: it waits with `Wiretap.wait_closed(timeout)` (a
+    `TimeoutError` says the client kept the connection open). `max_lines` shows the first lines only
+    and says how many more there were."""
+    return transcript(tap.wait_closed(timeout), caption=caption, max_lines=max_lines)
 
 
 # ----------------------------------------------------------------------------- verdicts

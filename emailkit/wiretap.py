@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import random
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .background import BackgroundLoop
 from .errors import InvalidInput
@@ -34,7 +36,7 @@ from .replies import explain, explain_ehlo, parse_reply
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Line", "LoseReplies", "Transcript", "Wiretap"]
+__all__ = ["HttpResponse", "Line", "LoseReplies", "Transcript", "Wiretap"]
 
 Direction = Literal["C", "S"]
 Protocol = Literal["smtp", "http", "pop3", "imap", "raw"]
@@ -51,6 +53,105 @@ class Line:
     text: str
     nbytes: int
     encrypted: bool = False
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """One HTTP/1.x response as it crossed the wire, read back from a transcript's server lines
+    (secrets already masked): its status line, headers in order, and body text."""
+
+    status_line: str
+    headers: tuple[tuple[str, str], ...]
+    body: str
+
+    @property
+    def status(self) -> int | None:
+        """The status code (``429``), or None when the status line has none."""
+        parts = self.status_line.split(" ", 2)
+        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+    def header(self, name: str) -> str | None:
+        """The first value of header `name` (any case), or None."""
+        wanted = name.casefold()
+        return next((v for k, v in self.headers if k.casefold() == wanted), None)
+
+    def json(self) -> Any:
+        """The body parsed as JSON; `InvalidInput` (field ``body``) when it is not JSON."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            shown = self.body if len(self.body) <= 80 else f"{self.body[:80]}… ({len(self.body)} characters)"
+            raise InvalidInput("body", f"the response to {self.status_line!r} is not JSON: {shown!r}",
+                               fix="read .body as text, or look at .header('Content-Type') first") from None
+
+
+def _http_responses(lines: list[Line]) -> list[HttpResponse]:
+    """The HTTP responses in a transcript's server lines, in order.
+
+    Hand-written, not h11: a transcript keeps redacted text lines, not the raw bytes an HTTP parser
+    needs. Each line remembers how many bytes it carried, so a body is still framed as HTTP frames
+    it: by Content-Length, by chunks, or (neither) up to the next status line.
+    """
+    found: list[HttpResponse] = []
+    status, headers, pieces, chunk = "", [], [], []  # type: ignore[var-annotated]
+    state, remaining = "start", 0
+
+    def finish() -> None:
+        nonlocal state
+        found.append(HttpResponse(status, tuple(headers), "".join(pieces) if pieces else "\n".join(chunk)))
+        state = "start"
+
+    for ln in lines:
+        if ln.direction != "S" or ln.encrypted:
+            continue
+        text = ln.text
+        if state == "open" and text.startswith("HTTP/"):
+            finish()
+        if state == "start":
+            if text.startswith("HTTP/"):
+                status, headers, pieces, chunk, state = text, [], [], [], "headers"
+        elif state == "headers":
+            if text:
+                name, _, value = text.partition(":")
+                headers.append((name.strip(), value.strip()))
+                continue
+            values = {k.casefold(): v for k, v in headers}
+            code = HttpResponse(status, (), "").status or 0
+            length = values.get("content-length", "")
+            if code < 200 or code in (204, 304) or length.strip() == "0":
+                finish()
+            elif "chunked" in values.get("transfer-encoding", "").casefold():
+                state = "size"
+            elif length.strip().isdigit():
+                state, remaining = "body", int(length)
+            else:
+                state = "open"
+        elif state == "body":
+            chunk.append(text)
+            remaining -= ln.nbytes
+            if remaining <= 0:
+                finish()
+        elif state == "open":
+            chunk.append(text)
+        elif state == "size":
+            try:
+                size = int(text.split(";", 1)[0].strip(), 16)
+            except ValueError:
+                state = "open"
+                chunk.append(text)
+                continue
+            state, remaining = ("trailer", 0) if size == 0 else ("chunk", size + 2)  # the data, then CRLF
+        elif state == "chunk":
+            chunk.append(text)
+            remaining -= ln.nbytes
+            if remaining <= 0:
+                pieces.append("\n".join(chunk))
+                chunk, state = [], "size"
+        elif state == "trailer" and not text:
+            finish()
+    if state != "start":
+        finish()  # a response the connection ended inside: what arrived of it
+    return found
 
 
 @dataclass
@@ -97,6 +198,31 @@ class Transcript:
     @property
     def encrypted_bytes(self) -> int:
         return sum(ln.nbytes for ln in self.lines if ln.encrypted)
+
+    @property
+    def refusal(self) -> tuple[str, str] | None:
+        """SMTP: the first reply that refused something (a 4xx or 5xx) and the client line it answered,
+        as ``(client line, reply)``, e.g. ``("RCPT TO:<gone@example.com>", "550 5.1.1 ...")``; None
+        when nothing was refused (or the protocol is not SMTP)."""
+        if self.protocol != "smtp":
+            return None
+        for i, ln in enumerate(self.lines):
+            if ln.direction != "S" or ln.encrypted:
+                continue
+            reply = parse_reply(ln.text)
+            if reply is not None and reply.code >= 400:
+                asked = next((c.text for c in reversed(self.lines[:i]) if c.direction == "C" and not c.encrypted), "")
+                return asked, ln.text
+        return None
+
+    @property
+    def http_responses(self) -> list[HttpResponse]:
+        """HTTP: each response the server sent on this connection (status line, headers, body), in
+        order; empty for other protocols. Read it once the connection has closed
+        (`Wiretap.wait_closed`), or a body still in flight is missing."""
+        if self.protocol != "http":
+            return []
+        return _http_responses(self.lines)
 
     def __iter__(self) -> Iterator[Line]:
         return iter(self.lines)
@@ -353,6 +479,7 @@ class Wiretap:
         self._loop: BackgroundLoop | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._changed = threading.Condition()  # notified each time a connection's transcript closes
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> Wiretap:
@@ -397,15 +524,31 @@ class Wiretap:
 
     def wait_closed(self, timeout: float = 5.0) -> Transcript:
         """The most recent connection's transcript, once both sides have closed it (so its last lines
-        are in). Raises `TimeoutError` if the connection is still open after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
+        are in). Raises `TimeoutError` if the connection is still open after `timeout` seconds.
+
+        Blocks the calling thread (the proxy runs on a loop of its own, so a notebook cell or a
+        coroutine elsewhere may call it); it wakes when the proxy closes a connection, no polling."""
+        def closed_last() -> Transcript | None:
             last = self.last
-            if last is not None and last.closed:
-                return last
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"no closed connection through this wiretap within {timeout} s")
-            time.sleep(0.01)
+            return last if last is not None and last.closed else None
+
+        with self._changed:
+            last = self._changed.wait_for(closed_last, timeout)
+        if last is None:
+            raise TimeoutError(f"no closed connection through this wiretap within {timeout} s "
+                               f"({len(self.transcripts)} recorded, the last still open)")
+        return last
+
+    def wait_all_closed(self, timeout: float = 5.0) -> list[Transcript]:
+        """Every recorded transcript, once all their connections have closed (at once if there are
+        none). Raises `TimeoutError` naming how many are still open after `timeout` seconds."""
+        with self._changed:
+            done = self._changed.wait_for(lambda: all(t.closed for t in self.transcripts), timeout)
+        if not done:
+            still = sum(not t.closed for t in self.transcripts)
+            raise TimeoutError(f"{still} of {len(self.transcripts)} connections through this wiretap still open "
+                               f"after {timeout} s")
+        return list(self.transcripts)
 
     @property
     def lost(self) -> int:
@@ -451,7 +594,9 @@ class Wiretap:
             )
             for stream in streams.values():
                 stream.flush()
-            transcript.closed = True
+            with self._changed:
+                transcript.closed = True
+                self._changed.notify_all()
         except asyncio.CancelledError:
             # Closing the tap ends open connections; finishing quietly keeps asyncio from
             # logging the cancellation as an unhandled error.
