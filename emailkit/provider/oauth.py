@@ -3,12 +3,14 @@
 Built on Authlib's server core (``AuthorizationServer``, ``AuthorizationCodeGrant``,
 ``RefreshTokenGrant``, RFC 7636 ``CodeChallenge``, RFC 7009 ``RevocationEndpoint``). Authlib
 ships no Starlette/FastAPI server integration, so this module holds the small adapter that
-Authlib's Flask integration would otherwise be: a request wrapper, ``handle_response`` and
-storage. Authlib's server core is synchronous; each call runs in Starlette's thread pool
-under one lock (SQLite work, a few milliseconds).
+Authlib's Flask integration would otherwise be (a request wrapper, ``handle_response``, the
+grants' storage hooks) and `OAuth`, the facade the rest of the provider calls. The rows live
+in the provider's `Store` (its ``oauth_*`` tables, on its one connection and lock); the HTTP
+routes and pages are `emailkit.provider.routes.oauth`. Authlib's server core is synchronous;
+the routes run each call in Starlette's thread pool under the store's lock (a few ms).
 
-    oauth = OAuth("provider.db", grants)          # or OAuth(None, grants): in memory
-    app.include_router(oauth.router)              # /v3/connect/auth, /token, /revoke, /tokeninfo
+    oauth = OAuth(store)                          # the provider's Store (grants and oauth_* tables)
+    app.include_router(routes.oauth.router(oauth))  # /v3/connect/auth, /token, /revoke, /tokeninfo
     client = oauth.register_client(redirect_uris=["http://127.0.0.1:8765/callback"], name="My app")
     info = oauth.verify_access_token(bearer)      # TokenInfo, or None
     Sandbox(xoauth2=oauth.check_xoauth2)          # the same tokens work for SMTP AUTH XOAUTH2
@@ -23,10 +25,6 @@ What it enforces (RFC 6749, 7636, 7009, 9700):
 * Client authentication at the token and revocation endpoints: a confidential client's own
   secret, nothing for a public client (PKCE binds its code), or — Nylas's convention, which
   the SDKs follow — ``client_secret`` = the provider's API key, for any registered client.
-  ``POST /v3/connect/revoke?token=…`` with the API key as Bearer (what the SDKs send) works too.
-* Errors of the token and revocation endpoints carry ``error``, ``error_code``,
-  ``error_description`` and ``error_uri`` (the fields Nylas's SDKs parse into
-  ``NylasOAuthError``).
 * ``redirect_uri`` is required and must equal a registered one exactly. An unknown client or
   a mismatched ``redirect_uri`` gets an error page (400), never a redirect.
 * Codes live 10 minutes and work once. A second use answers ``invalid_grant`` and revokes
@@ -52,26 +50,25 @@ import base64
 import hashlib
 import json
 import logging
+import os
 import re
 import secrets
-import sqlite3
-import threading
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from os import PathLike
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from authlib.oauth2 import AuthorizationServer, OAuth2Error, OAuth2Request
 from authlib.oauth2.rfc6749 import (
     AuthorizationCodeMixin,
     ClientMixin,
-    InvalidClientError,
     InsecureTransportError,
+    InvalidClientError,
+    InvalidGrantError,
     InvalidRequestError,
     JsonRequest,
     TokenMixin,
@@ -81,16 +78,16 @@ from authlib.oauth2.rfc6749.requests import OAuth2Payload
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
-from authlib.oauth2.rfc6749 import InvalidGrantError
 from authlib.oauth2.rfc7636 import CodeChallenge, create_s256_code_challenge
 from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN, compare_s256_code_challenge
-from fastapi import APIRouter, Request
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from starlette.concurrency import run_in_threadpool
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 
 from emailkit.errors import InvalidInput
 from emailkit.message import parse_address
+from emailkit.provider.store import Store
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 __all__ = [
     "API_KEY_AUTH",
@@ -98,8 +95,10 @@ __all__ = [
     "ERROR_CODES",
     "SCOPES",
     "Client",
+    "ConsentRequest",
     "GrantLookup",
     "OAuth",
+    "Refused",
     "TokenInfo",
     "nylas_code_challenge",
 ]
@@ -132,61 +131,9 @@ ERROR_CODES: dict[str, int] = {
 #: Seconds an authorization code stays valid (RFC 6749 §4.1.2 recommends at most 10 minutes).
 AUTHORIZATION_CODE_TTL = 600
 
-_TEMPLATES = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates" / "oauth"),
-    autoescape=select_autoescape(["html"]),
-    undefined=StrictUndefined,
-)
-
-# Headers for the consent and error pages: never cached, never framed (clickjacking).
-_PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Pragma": "no-cache",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
-}
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS oauth_clients (
-    client_id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    redirect_uris TEXT NOT NULL,
-    public INTEGER NOT NULL,
-    secret_sha256 TEXT,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS oauth_codes (
-    code_sha256 TEXT PRIMARY KEY,
-    client_id TEXT NOT NULL,
-    grant_id TEXT NOT NULL,
-    redirect_uri TEXT,
-    scope TEXT NOT NULL,
-    code_challenge TEXT,
-    code_challenge_method TEXT,
-    issued_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    used_at REAL
-);
-CREATE TABLE IF NOT EXISTS oauth_tokens (
-    token_sha256 TEXT PRIMARY KEY,
-    kind TEXT NOT NULL CHECK (kind IN ('access', 'refresh')),
-    client_id TEXT NOT NULL,
-    grant_id TEXT NOT NULL,
-    scope TEXT NOT NULL,
-    family TEXT NOT NULL,
-    issued_at REAL NOT NULL,
-    expires_at REAL,
-    revoked_at REAL,
-    revoked_reason TEXT
-);
-CREATE INDEX IF NOT EXISTS oauth_tokens_grant_client ON oauth_tokens (grant_id, client_id);
-CREATE TABLE IF NOT EXISTS oauth_application (
-    client_id TEXT PRIMARY KEY,      -- the one application's client_id (Nylas: the application ID)
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS oauth_tokens_family ON oauth_tokens (family);
-"""
+_INSECURE_FIX = ("OAuth needs HTTPS; plain http is allowed only on loopback (127.0.0.1, ::1, localhost). "
+                 "Reach the provider through a loopback address, put TLS in front of it, or, on a closed "
+                 "lab network only, set AUTHLIB_INSECURE_TRANSPORT=1 for the provider.")
 
 
 def _sha256(secret: str) -> str:
@@ -202,11 +149,11 @@ def _new_secret() -> str:
 
 @runtime_checkable
 class GrantLookup(Protocol):
-    """Where grants live (the provider's store): one grant per mailbox address.
+    """Where grants live (the provider's `Store`): one grant per mailbox address.
 
-    `OAuth` calls these while holding its own lock, from Starlette's worker threads and
-    from the SMTP server's thread: they must be thread-safe and must not call back into
-    `OAuth` while holding a lock of their own.
+    `OAuth` calls these while holding the store's lock, from Starlette's worker threads and
+    from the SMTP server's thread: they must be thread-safe and must not wait for another
+    thread that could be waiting for that lock.
     """
 
     def grant_for_email(self, email: str) -> str:
@@ -328,88 +275,27 @@ class _Token(TokenMixin):
         return self.revoked_at is not None
 
 
-_TOKEN_COLUMNS = "token_sha256, kind, client_id, grant_id, scope, family, issued_at, expires_at, revoked_at, revoked_reason"
+class Refused(Exception):
+    """A request the server refuses without redirecting to the client: the routes show `error` and
+    `description` on an error page (authorization endpoint) or as an RFC 6749 JSON error."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(f"{error}: {description}")
+        self.error = error
+        self.description = description
 
 
-class _Tables:
-    """The oauth_* tables. One connection of its own, one lock; every write is one transaction."""
+@dataclass(frozen=True)
+class ConsentRequest:
+    """A checked authorization request, waiting for the person's Allow or Deny (the consent page)."""
 
-    def __init__(self, database: str | PathLike[str] | sqlite3.Connection | None) -> None:
-        self.lock = threading.RLock()
-        if isinstance(database, sqlite3.Connection):
-            # A connection of our own to the same file: our transactions never interleave
-            # with the caller's (WAL lets both work side by side). An in-memory database
-            # cannot be opened twice, and sharing its connection across two locks could mix
-            # transactions, so then the tables live in a private in-memory database.
-            database = _file_of(database) or None
-        self.db = _open(":memory:" if database is None else str(database))
-        with self.lock:
-            self.db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        with self.lock:
-            self.db.close()
-
-    def write(self, statements: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
-        """Run `statements` as one transaction: all of them, or none."""
-        with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, params in statements:
-                    self.db.execute(sql, params)
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
-
-    def one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        with self.lock:
-            return self.db.execute(sql, params).fetchone()
-
-    # -- rows -> objects -------------------------------------------------------------
-    def client(self, client_id: str) -> Client | None:
-        row = self.one(
-            "SELECT client_id, name, redirect_uris, public, secret_sha256 FROM oauth_clients WHERE client_id = ?",
-            (client_id,),
-        )
-        if row is None:
-            return None
-        return Client(row[0], row[1], tuple(json.loads(row[2])), bool(row[3]), row[4])
-
-    def code(self, code: str) -> tuple[_Code, float, float | None] | None:
-        row = self.one(
-            "SELECT code_sha256, client_id, grant_id, redirect_uri, scope, code_challenge, code_challenge_method,"
-            " expires_at, used_at FROM oauth_codes WHERE code_sha256 = ?",
-            (_sha256(code),),
-        )
-        if row is None:
-            return None
-        return _Code(*row[:7]), row[7], row[8]
-
-    def token(self, secret: str, kind: str | None = None) -> _Token | None:
-        sql = f"SELECT {_TOKEN_COLUMNS} FROM oauth_tokens WHERE token_sha256 = ?"
-        params: tuple[Any, ...] = (_sha256(secret),)
-        if kind is not None:
-            sql += " AND kind = ?"
-            params += (kind,)
-        row = self.one(sql, params)
-        return _Token(*row) if row is not None else None
-
-
-def _open(path: str) -> sqlite3.Connection:
-    # isolation_level=None: no implicit transactions; _Tables.write() opens its own.
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
-    if path != ":memory:":
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-    return db
-
-
-def _file_of(db: sqlite3.Connection) -> str:
-    for _, name, path in db.execute("PRAGMA database_list").fetchall():
-        if name == "main":
-            return path or ""
-    return ""
+    client: Client
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    hidden: tuple[tuple[str, str], ...]  # the request's parameters, sent back with the answer
+    mailbox: str                         # pre-filled: login_hint, or what the person typed
+    action: str                          # the path the form posts to
+    problem: str = ""                    # why the last answer was not accepted
 
 
 # --------------------------------------------------------------------------- Authlib glue
@@ -434,7 +320,7 @@ class _Payload(OAuth2Payload):
 
 
 class _Request(OAuth2Request):
-    """An `OAuth2Request` built from a Starlette request (whose body was already read)."""
+    """An `OAuth2Request` built from an HTTP request's parts (its body already read and parsed)."""
 
     def __init__(self, method: str, uri: str, headers: Mapping[str, str],
                  query: list[tuple[str, str]], form: list[tuple[str, str]]) -> None:
@@ -503,28 +389,25 @@ class _CodeGrant(AuthorizationCodeGrant):
         oauth: OAuth = self.server.oauth
         now = oauth.clock()
         data = request.payload.data
-        oauth._tables.write([
-            ("DELETE FROM oauth_codes WHERE expires_at < ?", (now - 86400,)),
-            (
-                "INSERT INTO oauth_codes (code_sha256, client_id, grant_id, redirect_uri, scope, code_challenge,"
-                " code_challenge_method, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (_sha256(code), request.client.get_client_id(), request.user.grant_id, request.payload.redirect_uri,
-                 request.scope, data.get("code_challenge"), data.get("code_challenge_method"), now,
-                 now + AUTHORIZATION_CODE_TTL),
-            ),
-        ])
+        oauth.store.save_oauth_code(
+            code_sha256=_sha256(code), client_id=request.client.get_client_id(), grant_id=request.user.grant_id,
+            redirect_uri=request.payload.redirect_uri, scope=request.scope,
+            code_challenge=data.get("code_challenge"), code_challenge_method=data.get("code_challenge_method"),
+            issued_at=now, expires_at=now + AUTHORIZATION_CODE_TTL,
+        )
 
     def query_authorization_code(self, code: str, client: ClientMixin) -> _Code | None:
         oauth: OAuth = self.server.oauth
-        found = oauth._tables.code(code)
-        if found is None:
+        row = oauth.store.oauth_code(_sha256(code))
+        if row is None:
             return None
-        stored, expires_at, used_at = found
+        expires_at, used_at = row.pop("expires_at"), row.pop("used_at")
+        stored = _Code(**row)
         if stored.client_id != client.get_client_id():
             return None
         if used_at is not None:
             # RFC 6749 §4.1.2: a code used twice is refused, and what it bought is revoked.
-            oauth._revoke_family(stored.code_sha256, reason="code reused")
+            oauth.store.revoke_oauth_family(stored.code_sha256, reason="code reused", now=oauth.clock())
             log.warning("authorization code reused by client %s; its tokens were revoked", stored.client_id)
             return None
         if expires_at <= oauth.clock():
@@ -534,9 +417,7 @@ class _CodeGrant(AuthorizationCodeGrant):
     def delete_authorization_code(self, authorization_code: _Code) -> None:
         # Kept (marked used) rather than deleted, so a second use can be recognised.
         oauth: OAuth = self.server.oauth
-        oauth._tables.write([
-            ("UPDATE oauth_codes SET used_at = ? WHERE code_sha256 = ?", (oauth.clock(), authorization_code.code_sha256)),
-        ])
+        oauth.store.mark_oauth_code_used(authorization_code.code_sha256, now=oauth.clock())
 
     def authenticate_user(self, authorization_code: _Code) -> _Mailbox | None:
         return self.server.oauth._mailbox(authorization_code.grant_id)
@@ -548,13 +429,13 @@ class _RefreshGrant(RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token: str) -> _Token | None:
         oauth: OAuth = self.server.oauth
-        token = oauth._tables.token(refresh_token, "refresh")
+        token = oauth._token(refresh_token, "refresh")
         if token is None:
             return None
         if token.revoked_at is not None:
             if token.revoked_reason == "rotated":
                 # RFC 9700 §4.14.2: a retired refresh token came back; someone copied it.
-                oauth._revoke_family(token.family, reason="refresh token reused")
+                oauth.store.revoke_oauth_family(token.family, reason="refresh token reused", now=oauth.clock())
                 log.warning("a rotated refresh token was reused; its family was revoked")
             return None
         if token.expires_at is not None and token.expires_at <= oauth.clock():
@@ -568,17 +449,14 @@ class _RefreshGrant(RefreshTokenGrant):
 
     def revoke_old_credential(self, refresh_token: _Token) -> None:
         oauth: OAuth = self.server.oauth
-        oauth._tables.write([
-            ("UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = 'rotated' WHERE token_sha256 = ?",
-             (oauth.clock(), refresh_token.token_sha256)),
-        ])
+        oauth.store.retire_oauth_token(refresh_token.token_sha256, now=oauth.clock())
 
 
 class _Revocation(RevocationEndpoint):
     CLIENT_AUTH_METHODS = [API_KEY_AUTH, "client_secret_basic", "client_secret_post", "none"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> _Token | None:
-        return self.server.oauth._tables.token(token_string)
+        return self.server.oauth._token(token_string)
 
     def revoke_token(self, token: _Token, request: OAuth2Request) -> None:
         self.server.oauth._revoke(token)
@@ -592,7 +470,7 @@ class _Server(AuthorizationServer):
         self.oauth = oauth
 
     def query_client(self, client_id: str) -> Client | None:
-        return self.oauth._tables.client(client_id)
+        return self.oauth.client(client_id)
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         self.oauth._save_token(token, request)
@@ -600,7 +478,7 @@ class _Server(AuthorizationServer):
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
         if isinstance(request, OAuth2Request):
             return request
-        raise TypeError("build the request with OAuth._request() first")
+        raise TypeError("build the request with OAuth.request() first")
 
     def create_json_request(self, request: Any) -> JsonRequest:
         raise NotImplementedError("no endpoint here takes a JSON request object")
@@ -614,16 +492,16 @@ class _Server(AuthorizationServer):
         log.debug("oauth signal %s", name)
 
 
-# --------------------------------------------------------------------------- the server
+# --------------------------------------------------------------------------- the facade
 
 
 class OAuth:
-    """The provider's authorization server, its FastAPI `router`, and token checks.
+    """The provider's authorization server and token checks, on the provider's `Store`.
 
-    `database`: a SQLite file path, or the provider store's connection (the ``oauth_*``
-    tables go into the same file, through a connection of their own), or None to keep
-    everything in memory (also what an in-memory connection gets). `grants` maps
-    mailboxes to grants.
+    `store`: the provider's `Store` (the ``oauth_*`` tables live in it, on its one connection
+    and lock), or a database path / None (in memory), for which `OAuth` uses the `grants`
+    store when it is a `Store` on that same file, and opens a `Store` of its own otherwise
+    (closed by `close()`). `grants` maps mailboxes to grants (default: the store's grants).
     `clock` returns epoch seconds; tests inject one to expire tokens without sleeping.
     `api_key` tells whether a string is the provider's API key: it is then accepted as any
     client's ``client_secret`` and as the Bearer of a revocation (Nylas's convention).
@@ -635,8 +513,8 @@ class OAuth:
 
     def __init__(
         self,
-        database: str | PathLike[str] | sqlite3.Connection | None,
-        grants: GrantLookup,
+        store: Store | str | os.PathLike[str] | None,
+        grants: GrantLookup | None = None,
         *,
         issuer: str = "",
         access_token_ttl: int = 3600,
@@ -646,11 +524,18 @@ class OAuth:
         if access_token_ttl <= 0:
             raise InvalidInput("access_token_ttl", f"{access_token_ttl} is not positive",
                                fix="give the access-token lifetime in seconds, e.g. 3600")
-        self.grants = grants
+        self._owns_store = False
+        if not isinstance(store, Store):
+            if isinstance(grants, Store) and _same_database(grants.path, store):
+                store = grants  # the provider's store on this file: its connection, not a second one
+            else:
+                store = Store(store)
+                self._owns_store = True
+        self.store: Store = store
+        self.grants: GrantLookup = grants if grants is not None else store
         self.issuer = issuer
         self.access_token_ttl = access_token_ttl
         self.clock = clock
-        self._tables = _Tables(database)
         self._bearer = BearerTokenGenerator(
             access_token_generator=lambda **_: _new_secret(),
             refresh_token_generator=lambda **_: _new_secret(),
@@ -663,12 +548,19 @@ class OAuth:
         self.server.register_endpoint(_Revocation)
         self.is_api_key: Callable[[str], bool] = api_key or (lambda _: False)
         self.server.register_client_auth_method(API_KEY_AUTH, self._authenticate_api_key)
-        self._ensure_application()
-        self.router = self._make_router()
+        self.store.ensure_oauth_application(client_id=str(uuid.uuid4()), name="emailkit application", now=self.clock())
 
     def close(self) -> None:
-        """Close this object's database connection."""
-        self._tables.close()
+        """Close the store if this object opened it (the provider closes its own)."""
+        if self._owns_store:
+            self.store.close()
+
+    @cached_property
+    def router(self) -> APIRouter:
+        """The HTTP routes, as `emailkit.provider.routes.oauth.router(self)` builds them (mount that instead)."""
+        from emailkit.provider.routes.oauth import router  # the HTTP layer imports this module, not the reverse
+
+        return router(self)
 
     # -- clients ---------------------------------------------------------------------------
     def register_client(
@@ -710,78 +602,55 @@ class OAuth:
             public=public,
             secret_sha256=_sha256(client_secret) if client_secret else None,
         )
-        self._tables.write([(
-            "INSERT OR REPLACE INTO oauth_clients (client_id, name, redirect_uris, public, secret_sha256, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (client.client_id, client.name, json.dumps(list(client.redirect_uris)), int(public),
-             client.secret_sha256, self.clock()),
-        )])
+        self.store.save_oauth_client(client_id=client.client_id, name=client.name,
+                                     redirect_uris=list(client.redirect_uris), public=public,
+                                     secret_sha256=client.secret_sha256, created_at=self.clock())
         return client
 
     def client(self, client_id: str) -> Client | None:
         """The registered client `client_id`, or None."""
-        return self._tables.client(client_id)
+        row = self.store.oauth_client(client_id)
+        if row is None:
+            return None
+        return Client(row["client_id"], row["name"], tuple(row["redirect_uris"]), row["public"], row["secret_sha256"])
 
     def clients(self) -> list[Client]:
         """Every registered client, the application first, then by registration time."""
-        with self._tables.lock:
-            rows = self._tables.db.execute(
-                "SELECT client_id FROM oauth_clients ORDER BY client_id != ?, created_at, client_id",
-                (self.application().client_id,)).fetchall()
-        return [c for c in (self._tables.client(r[0]) for r in rows) if c is not None]
+        with self.store.lock:
+            ids = self.store.oauth_client_ids(first=self.application().client_id)
+            return [c for c in (self.client(i) for i in ids) if c is not None]
 
     def remove_client(self, client_id: str) -> bool:
         """Unregister `client_id` and revoke its tokens; False when there was no such client."""
         if client_id == self.application().client_id:
             raise InvalidInput("client_id", "is the application itself, which cannot be removed",
                                fix="remove its redirect URIs instead (emailkit provider clients remove-uri)")
-        with self._tables.lock:
-            if self._tables.client(client_id) is None:
-                return False
-            self._tables.write([
-                ("DELETE FROM oauth_clients WHERE client_id = ?", (client_id,)),
-                ("UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = 'client removed'"
-                 " WHERE client_id = ? AND revoked_at IS NULL", (self.clock(), client_id)),
-                ("DELETE FROM oauth_codes WHERE client_id = ?", (client_id,)),
-            ])
-            return True
+        return self.store.remove_oauth_client(client_id, now=self.clock())
 
     # -- the application (Nylas: one application per API key) --------------------------
-    def _ensure_application(self) -> None:
-        with self._tables.lock:
-            if self._tables.one("SELECT client_id FROM oauth_application", ()) is not None:
-                return
-            client_id, now = str(uuid.uuid4()), self.clock()
-            self._tables.write([
-                ("INSERT INTO oauth_application (client_id, created_at) VALUES (?, ?)", (client_id, now)),
-                ("INSERT OR IGNORE INTO oauth_clients (client_id, name, redirect_uris, public, secret_sha256,"
-                 " created_at) VALUES (?, ?, '[]', 0, NULL, ?)", (client_id, "emailkit application", now)),
-            ])
-
     def application(self) -> Client:
         """The application's client (client_id = Nylas's application ID; secret = the API key)."""
-        row = self._tables.one("SELECT client_id FROM oauth_application", ())
-        assert row is not None
-        client = self._tables.client(row[0])
+        row = self.store.oauth_application()
+        assert row is not None  # made in __init__
+        client = self.client(row["client_id"])
         assert client is not None
         return client
 
     def application_created_at(self) -> float:
-        row = self._tables.one("SELECT created_at FROM oauth_application", ())
-        return float(row[0]) if row else 0.0
+        row = self.store.oauth_application()
+        return float(row["created_at"]) if row else 0.0
 
     def redirect_uris(self) -> list[dict[str, str]]:
         """The application's redirect URIs as ``{id, url}`` (the ID is derived from the URL)."""
         return [{"id": _sha256(uri)[:16], "url": uri} for uri in self.application().redirect_uris]
 
     def _set_application_uris(self, uris: list[str]) -> None:
-        self._tables.write([("UPDATE oauth_clients SET redirect_uris = ? WHERE client_id = ?",
-                             (json.dumps(uris), self.application().client_id))])
+        self.store.set_oauth_redirect_uris(self.application().client_id, uris)
 
     def add_redirect_uri(self, uri: str) -> dict[str, str]:
         """Allow `uri` for the application (no change if it is there already); returns ``{id, url}``."""
         _check_redirect_uri(uri)
-        with self._tables.lock:
+        with self.store.lock:
             uris = list(self.application().redirect_uris)
             if uri not in uris:
                 self._set_application_uris([*uris, uri])
@@ -789,13 +658,13 @@ class OAuth:
 
     def replace_redirect_uri(self, old: str, new: str) -> dict[str, str]:
         _check_redirect_uri(new)
-        with self._tables.lock:
+        with self.store.lock:
             uris = [new if u == old else u for u in self.application().redirect_uris]
             self._set_application_uris(list(dict.fromkeys(uris)))
         return {"id": _sha256(new)[:16], "url": new}
 
     def remove_redirect_uri(self, uri: str) -> bool:
-        with self._tables.lock:
+        with self.store.lock:
             uris = list(self.application().redirect_uris)
             if uri not in uris:
                 return False
@@ -818,7 +687,7 @@ class OAuth:
         """What `token` grants, or None when it is unknown, expired, revoked or its grant is gone."""
         if not isinstance(token, str) or not token:
             return None
-        stored = self._tables.token(token, "access")
+        stored = self._token(token, "access")
         if stored is None or stored.revoked_at is not None:
             return None
         if stored.expires_at is None or stored.expires_at <= self.clock():
@@ -834,6 +703,11 @@ class OAuth:
             client_id=stored.client_id,
         )
 
+    def issued_at(self, token: str) -> float | None:
+        """When access token `token` was issued (epoch seconds), or None for a token this server does not know."""
+        stored = self._token(token, "access") if isinstance(token, str) and token else None
+        return stored.issued_at if stored is not None else None
+
     def check_xoauth2(self, username: str, token: str, *, scope: str = "email.send") -> bool:
         """SASL XOAUTH2: a valid token with `scope` for exactly this mailbox (``email.send`` for SMTP,
         ``email.read`` for IMAP)."""
@@ -842,18 +716,90 @@ class OAuth:
             return False
         return username.strip().casefold() == info.email.strip().casefold()
 
+    # -- revocation ------------------------------------------------------------------------
     def revoke_grant(self, grant_id: str) -> int:
         """Revoke every token of `grant_id` (e.g. when the grant is deleted); returns how many."""
-        with self._tables.lock:
-            before = self._tables.db.total_changes
-            self._tables.write([(
-                "UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = 'grant revoked'"
-                " WHERE grant_id = ? AND revoked_at IS NULL",
-                (self.clock(), grant_id),
-            )])
-            return self._tables.db.total_changes - before
+        return self.store.revoke_oauth_grant(grant_id, now=self.clock())
+
+    def revoke(self, token: str) -> None:
+        """Revoke `token`, whichever client holds it (the API key's RFC 7009 revocation); unknown: no change."""
+        with self.store.lock:
+            stored = self._token(token)
+            if stored is not None and stored.revoked_at is None:
+                self._revoke(stored)
+
+    def _revoke(self, token: _Token) -> None:
+        """Revoke `token` (RFC 7009); a refresh token takes the access tokens it bought with it (§2.1)."""
+        self.store.revoke_oauth_token(token.token_sha256, now=self.clock(), with_its_access=token.kind == "refresh")
+
+    # -- the endpoints (the routes call these in a worker thread) ----------------------------
+    def request(self, method: str, url: str, headers: Mapping[str, str], query: list[tuple[str, str]],
+                form: list[tuple[str, str]]) -> OAuth2Request:
+        """Authlib's request from an HTTP request's parts; `Refused` for plain http off loopback."""
+        try:
+            return _Request(method, url, headers, query, form)
+        except InsecureTransportError:
+            raise Refused("insecure_transport", _INSECURE_FIX) from None
+
+    def token_response(self, request: OAuth2Request) -> Response:
+        """The token endpoint (``authorization_code``, ``refresh_token``): tokens, or an RFC 6749 error."""
+        with self.store.lock:
+            return self.server.create_token_response(request)
+
+    def revocation_response(self, request: OAuth2Request) -> Response:
+        """The revocation endpoint (RFC 7009), with client authentication."""
+        with self.store.lock:
+            return self.server.create_endpoint_response(_Revocation.ENDPOINT_NAME, request)
+
+    def authorize(self, request: OAuth2Request, answer: Mapping[str, str] | None = None) -> ConsentRequest | Response:
+        """The authorization endpoint. Without `answer` (GET): the checked request for the consent page.
+        With the form's `answer` (``decision`` allow/deny, ``email``): the redirect back to the client
+        with a code or ``access_denied``, or the consent request again with the problem of the answer.
+        A request whose client or redirect URI is not known good raises `Refused` (never a redirect);
+        other errors go back to the client (RFC 6749 §4.1.2.1)."""
+        with self.store.lock:
+            try:
+                grant = self.server.get_consent_grant(request)
+            except OAuth2Error as error:
+                if error.redirect_uri:  # client and redirect_uri are known good: tell the client
+                    return self.server.handle_error_response(request, error)
+                raise Refused(error.error or "invalid_request", error.description or "") from None
+            if answer is None:
+                return self._consent(request, grant.request.client, grant.redirect_uri)
+            decision = answer.get("decision", "")
+            if decision == "deny":
+                return self.server.create_authorization_response(request, grant_user=None, grant=grant)
+            if decision != "allow":
+                raise Refused("invalid_request", "The form's decision must be allow or deny.")
+            try:
+                _, email = parse_address(answer.get("email", ""), "email")
+            except InvalidInput as exc:
+                return self._consent(request, grant.request.client, grant.redirect_uri,
+                                     problem=f"{exc.problem}: {exc.fix}", email=answer.get("email", ""))
+            user = _Mailbox(self.grants.grant_for_email(email), email)
+            return self.server.create_authorization_response(request, grant_user=user, grant=grant)
+
+    @staticmethod
+    def _consent(request: OAuth2Request, client: Client, redirect_uri: str, *, problem: str = "",
+                 email: str | None = None) -> ConsentRequest:
+        data = request.payload.data
+        hidden = tuple((k, data[k]) for k in ("response_type", "client_id", "redirect_uri", "scope", "state",
+                                              "code_challenge", "code_challenge_method", "login_hint") if data.get(k))
+        return ConsentRequest(
+            client=client,
+            redirect_uri=redirect_uri,
+            scopes=tuple(scope_to_list(request.scope) or ()),
+            hidden=hidden,
+            mailbox=email if email is not None else data.get("login_hint", ""),
+            action=urlsplit(request.uri).path,
+            problem=problem,
+        )
 
     # -- storage used by the grants --------------------------------------------------------
+    def _token(self, secret: str, kind: str | None = None) -> _Token | None:
+        row = self.store.oauth_token(_sha256(secret), kind)
+        return _Token(**row) if row is not None else None
+
     def _mailbox(self, grant_id: str) -> _Mailbox | None:
         email = self.grants.email_for_grant(grant_id)
         return _Mailbox(grant_id, email) if email is not None else None
@@ -877,244 +823,24 @@ class OAuth:
         else:
             family = request.authorization_code.code_sha256
             refresh_scope = token.get("scope", "")
-        insert = f"INSERT INTO oauth_tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)"
-        statements = [
-            ("DELETE FROM oauth_tokens WHERE kind = 'access' AND expires_at < ?", (now - 86400,)),
-            (insert, (_sha256(token["access_token"]), "access", client_id, grant_id, token.get("scope", ""),
-                      family, now, now + int(token["expires_in"]))),
-        ]
+        common = {"client_id": client_id, "grant_id": grant_id, "family": family, "issued_at": now}
+        rows = [{**common, "token_sha256": _sha256(token["access_token"]), "kind": "access",
+                 "scope": token.get("scope", ""), "expires_at": now + int(token["expires_in"])}]
         if "refresh_token" in token:
-            statements.append((insert, (_sha256(token["refresh_token"]), "refresh", client_id, grant_id,
-                                        refresh_scope, family, now, None)))
-        self._tables.write(statements)
+            rows.append({**common, "token_sha256": _sha256(token["refresh_token"]), "kind": "refresh",
+                         "scope": refresh_scope, "expires_at": None})
+        self.store.save_oauth_tokens(rows, now=now)
         log.info("issued tokens to client %s for grant %s (scope %r)", client_id, grant_id, token.get("scope"))
 
-    def _revoke(self, token: _Token) -> None:
-        """Revoke `token` (RFC 7009); a refresh token takes the access tokens it bought with it."""
-        now = self.clock()
-        statements = [
-            ("UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = 'revoked'"
-             " WHERE token_sha256 = ? AND revoked_at IS NULL", (now, token.token_sha256)),
-        ]
-        if token.kind == "refresh":
-            # RFC 7009 §2.1: revoking a refresh token ends the access it bought.
-            statements.append((
-                "UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = 'refresh token revoked'"
-                " WHERE kind = 'access' AND grant_id = ? AND client_id = ? AND revoked_at IS NULL",
-                (now, token.grant_id, token.client_id),
-            ))
-        self._tables.write(statements)
 
-    def _revoke_family(self, family: str, *, reason: str) -> None:
-        self._tables.write([(
-            "UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = ? WHERE family = ? AND revoked_at IS NULL",
-            (self.clock(), reason, family),
-        )])
-
-    # -- HTTP ------------------------------------------------------------------------------
-    def _make_router(self) -> APIRouter:
-        router = APIRouter(tags=["oauth"])
-
-        @router.get("/v3/connect/auth", response_class=HTMLResponse, summary="Consent page (authorization endpoint)")
-        async def authorize_page(request: Request) -> Response:
-            query = list(request.query_params.multi_items())
-            return await run_in_threadpool(self._authorize, request, query, [], None)
-
-        @router.post("/v3/connect/auth", response_class=HTMLResponse, summary="The consent form's answer")
-        async def authorize_answer(request: Request) -> Response:
-            form = [(k, v) for k, v in (await request.form()).multi_items() if isinstance(v, str)]
-            answer = {k: v for k, v in reversed(form)}
-            params = [(k, v) for k, v in form if k not in ("email", "decision")]
-            return await run_in_threadpool(self._authorize, request, [], params, answer)
-
-        @router.post("/v3/connect/token", summary="Token endpoint (authorization_code, refresh_token)")
-        async def token(request: Request) -> Response:
-            body = await _body_params(request)
-            answer = await run_in_threadpool(self._endpoint, request, body, self.server.create_token_response)
-            return _with_error_fields(answer, request)
-
-        @router.post("/v3/connect/revoke", summary="Token revocation (RFC 7009); ?token=… with the API key works too")
-        async def revoke(request: Request) -> Response:
-            body = await _body_params(request)
-            if body is not None:  # Nylas's SDKs put the token in the query string
-                body = [*body, *[(k, v) for k, v in request.query_params.multi_items() if k == "token"
-                                 and not any(name == "token" for name, _ in body)]]
-            bearer = _bearer_of(request)
-            if body is not None and bearer is not None and self.is_api_key(bearer):
-                return await run_in_threadpool(self._revoke_with_api_key, body)
-            answer = await run_in_threadpool(
-                self._endpoint, request, body,
-                lambda req: self.server.create_endpoint_response(_Revocation.ENDPOINT_NAME, req),
-            )
-            return _with_error_fields(answer, request)
-
-        @router.get("/v3/connect/tokeninfo", summary="What an access token stands for (iss, aud, iat, exp, sub, email)")
-        async def tokeninfo(request: Request) -> Response:
-            return await run_in_threadpool(self._tokeninfo, request)
-
-        return router
-
-    def _revoke_with_api_key(self, body: list[tuple[str, str]]) -> Response:
-        """RFC 7009 with the API key instead of client authentication: any client's token may be revoked."""
-        values = [v for k, v in body if k == "token"]
-        if len(values) != 1 or not values[0]:
-            return _json_error(400, "invalid_request", "Give exactly one token to revoke: ?token=<access or "
-                               "refresh token>.", fields=True)
-        with self._tables.lock:
-            stored = self._tables.token(values[0])
-            if stored is not None and stored.revoked_at is None:
-                self._revoke(stored)
-        # RFC 7009 §2.2: an unknown or already revoked token is answered 200 too.
-        return Response(json.dumps({}), status_code=200, media_type="application/json",
-                        headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
-
-    def _tokeninfo(self, request: Request) -> Response:
-        request_id = str(uuid.uuid4())
-        given = [k for k in ("access_token", "id_token") if request.query_params.get(k)]
-        if given != ["access_token"]:
-            problem = ("this provider issues no ID tokens; pass access_token=<token>" if "id_token" in given
-                       else "pass access_token=<token>")
-            return _api_error(400, "invalid_request_error", problem, request_id)
-        token = request.query_params["access_token"]
-        info = self.verify_access_token(token)
-        if info is None:
-            return _api_error(401, "unauthorized", "the access token is unknown, expired or revoked; get a new one "
-                              "(refresh, or run the OAuth flow again)", request_id)
-        stored = self._tables.token(token, "access")
-        assert stored is not None
-        data = {"iss": self.issuer or str(request.base_url).rstrip("/"), "aud": info.client_id,
-                "iat": int(stored.issued_at), "exp": int(info.expires_at), "sub": info.grant_id, "email": info.email}
-        return Response(json.dumps({"request_id": request_id, "data": data}), media_type="application/json",
-                        headers={"request-id": request_id, "Cache-Control": "no-store"})
-
-    def _endpoint(self, request: Request, body: list[tuple[str, str]] | None,
-                  respond: Callable[[OAuth2Request], Response]) -> Response:
-        if body is None:
-            return _json_error(400, "invalid_request",
-                               "Send the parameters as application/x-www-form-urlencoded (or a flat JSON object).")
-        try:
-            req = _Request(request.method, str(request.url), request.headers, [], body)
-        except InsecureTransportError:
-            return _json_error(400, "insecure_transport", _INSECURE_FIX)
-        with self._tables.lock:
-            return respond(req)
-
-    def _authorize(self, request: Request, query: list[tuple[str, str]], form: list[tuple[str, str]],
-                   answer: dict[str, str] | None) -> Response:
-        """GET: validate and show the consent page. POST (`answer` set): redirect with a code or an error."""
-        try:
-            req = _Request(request.method, str(request.url), request.headers, query, form)
-        except InsecureTransportError:
-            return self._error_page("insecure_transport", _INSECURE_FIX)
-        with self._tables.lock:
-            try:
-                grant = self.server.get_consent_grant(req)
-            except OAuth2Error as error:
-                if error.redirect_uri:  # client and redirect_uri are known good: tell the client
-                    return self.server.handle_error_response(req, error)
-                return self._error_page(error.error or "invalid_request", error.description or "")
-            if answer is None:
-                return self._consent_page(req, grant.request.client, grant.redirect_uri)
-            decision = answer.get("decision", "")
-            if decision == "deny":
-                return self.server.create_authorization_response(req, grant_user=None, grant=grant)
-            if decision != "allow":
-                return self._error_page("invalid_request", "The form's decision must be allow or deny.")
-            try:
-                _, email = parse_address(answer.get("email", ""), "email")
-            except InvalidInput as exc:
-                return self._consent_page(req, grant.request.client, grant.redirect_uri,
-                                          problem=f"{exc.problem}: {exc.fix}", email=answer.get("email", ""))
-            user = _Mailbox(self.grants.grant_for_email(email), email)
-            return self.server.create_authorization_response(req, grant_user=user, grant=grant)
-
-    def _consent_page(self, req: OAuth2Request, client: Client, redirect_uri: str, *,
-                      problem: str = "", email: str | None = None) -> Response:
-        data = req.payload.data
-        hidden = [(k, data[k]) for k in ("response_type", "client_id", "redirect_uri", "scope", "state",
-                                          "code_challenge", "code_challenge_method", "login_hint") if data.get(k)]
-        mailbox = email if email is not None else data.get("login_hint", "")
-        scopes = scope_to_list(req.scope) or []
-        page = _TEMPLATES.get_template("consent.html").render(
-            issuer=self.issuer or "emailkit provider",
-            client=client,
-            mailbox=mailbox,
-            scopes=[(s, SCOPES[s].format(email=mailbox or "your mailbox")) for s in scopes],
-            redirect_host=urlsplit(redirect_uri).netloc,
-            hidden=hidden,
-            action=urlsplit(req.uri).path,
-            problem=problem,
-        )
-        return HTMLResponse(page, status_code=400 if problem else 200, headers=_PAGE_HEADERS)
-
-    def _error_page(self, error: str, description: str) -> Response:
-        page = _TEMPLATES.get_template("error.html").render(
-            issuer=self.issuer or "emailkit provider", error=error, description=description,
-        )
-        return HTMLResponse(page, status_code=400, headers=_PAGE_HEADERS)
-
-
-_INSECURE_FIX = ("OAuth needs HTTPS; plain http is allowed only on loopback (127.0.0.1, ::1, localhost). "
-                 "Reach the provider through a loopback address, put TLS in front of it, or, on a closed "
-                 "lab network only, set AUTHLIB_INSECURE_TRANSPORT=1 for the provider.")
-
-
-def _json_error(status: int, error: str, description: str, *, fields: bool = False) -> Response:
-    body: dict[str, Any] = {"error": error, "error_description": description}
-    if fields:
-        body.update(error_code=ERROR_CODES.get(error, 0), error_uri=_ERROR_URI)
-    return Response(json.dumps(body), status_code=status,
-                    media_type="application/json", headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
-
-
-#: Where an OAuth error points (``error_uri``): the provider's own docs page, relative to its URL.
-_ERROR_URI = "/docs#/oauth"
-
-
-def _with_error_fields(answer: Response, request: Request) -> Response:
-    """Add ``error_code`` and ``error_uri`` to an RFC 6749 error answer (Nylas's shape; its SDKs need them)."""
-    if answer.status_code < 400:
-        return answer
-    try:
-        body = json.loads(bytes(answer.body))
-    except ValueError:
-        return answer
-    if not isinstance(body, dict) or "error" not in body:
-        return answer
-    body.setdefault("error_description", body["error"])
-    body.setdefault("error_code", ERROR_CODES.get(body["error"], 0))
-    body.setdefault("error_uri", str(request.base_url).rstrip("/") + _ERROR_URI)
-    headers = {k: v for k, v in answer.headers.items() if k.lower() not in ("content-length", "content-type")}
-    return Response(json.dumps(body), status_code=answer.status_code, media_type="application/json", headers=headers)
-
-
-def _api_error(status: int, type: str, message: str, request_id: str) -> Response:
-    """The REST API's ``{request_id, error: {type, message}}`` envelope (tokeninfo is not an OAuth endpoint)."""
-    return Response(json.dumps({"request_id": request_id, "error": {"type": type, "message": message}}),
-                    status_code=status, media_type="application/json", headers={"request-id": request_id})
-
-
-def _bearer_of(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    return value.strip() or None if scheme.lower() == "bearer" else None
-
-
-async def _body_params(request: Request) -> list[tuple[str, str]] | None:
-    """Form fields of a POST, or a flat JSON object's (Nylas's token endpoint takes both)."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "application/json":
-        try:
-            data = await request.json()
-        except ValueError:
-            return None
-        if not isinstance(data, dict):
-            return None
-        return [(str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in data.items()]
-    if kind in ("application/x-www-form-urlencoded", "multipart/form-data", ""):
-        form = await request.form()
-        return [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
-    return None
+def _same_database(path: str | None, other: str | os.PathLike[str] | None) -> bool:
+    """Whether two database names are the same file (or both memory: None / ":memory:")."""
+    memory = (None, ":memory:")
+    other = os.fspath(other) if other is not None else None
+    if path in memory or other in memory:
+        return path in memory and other in memory
+    assert path is not None and other is not None
+    return os.path.realpath(path) == os.path.realpath(other)
 
 
 def _check_redirect_uri(uri: object) -> None:

@@ -1,9 +1,10 @@
-"""The provider's own SQLite store: grants, the message index, threads, idempotency, webhooks, templates.
+"""The provider's own SQLite store: grants, the message index, threads, idempotency, webhooks, templates, OAuth.
 
 Mailpit holds the mail; the provider keeps what Mailpit does not: which grant sees which
 message (and its unread/starred state for that grant), the Message-ID → thread index that
 makes ``thread_id`` work, cached bodies, records of what it sent, the idempotency cache,
-webhook registrations and deliveries, and templates.
+webhook registrations and deliveries, templates, and the OAuth authorization server's
+clients, codes and tokens (`emailkit.provider.oauth` holds the protocol, this file the rows).
 
 Threads are connected sets of Message-IDs (a message, the IDs it references, and so on).
 A new message joins the thread of any ID it shares; when it links two threads they merge
@@ -11,7 +12,9 @@ into the older one. The grouping therefore does not depend on the order mail arr
 (the same rule as `emailkit.threads.group`).
 
 One connection, one lock: the store is used from the provider's event loop and from the
-OAuth server's worker threads, and every write is one transaction.
+OAuth server's worker threads, and every write is one transaction. `lock` is re-entrant and
+public: the OAuth server holds it across a check and the write that depends on it (a code
+redeemed once, a refresh token rotated once). Nothing else opens the database file.
 """
 
 from __future__ import annotations
@@ -134,7 +137,53 @@ CREATE TABLE IF NOT EXISTS templates (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
+-- The OAuth authorization server's tables (emailkit.provider.oauth). Codes, tokens and client
+-- secrets are stored as their SHA-256 only.
+CREATE TABLE IF NOT EXISTS oauth_clients (
+    client_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    redirect_uris TEXT NOT NULL,     -- a JSON list
+    public INTEGER NOT NULL,
+    secret_sha256 TEXT,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS oauth_codes (
+    code_sha256 TEXT PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    grant_id TEXT NOT NULL,
+    redirect_uri TEXT,
+    scope TEXT NOT NULL,
+    code_challenge TEXT,
+    code_challenge_method TEXT,
+    issued_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    used_at REAL
+);
+CREATE TABLE IF NOT EXISTS oauth_tokens (
+    token_sha256 TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('access', 'refresh')),
+    client_id TEXT NOT NULL,
+    grant_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    family TEXT NOT NULL,            -- the code's hash: every token bought with one code
+    issued_at REAL NOT NULL,
+    expires_at REAL,
+    revoked_at REAL,
+    revoked_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS oauth_tokens_grant_client ON oauth_tokens (grant_id, client_id);
+CREATE INDEX IF NOT EXISTS oauth_tokens_family ON oauth_tokens (family);
+CREATE TABLE IF NOT EXISTS oauth_application (
+    client_id TEXT PRIMARY KEY,      -- the one application's client_id (Nylas: the application ID)
+    created_at REAL NOT NULL
+);
 """
+
+#: Columns of ``oauth_tokens``, in the order `Store.oauth_token` answers them.
+_OAUTH_TOKEN_COLUMNS = ("token_sha256", "kind", "client_id", "grant_id", "scope", "family", "issued_at", "expires_at",
+                       "revoked_at", "revoked_reason")
+#: Codes and tokens past their expiry are kept this long (seconds), then purged when new ones are written.
+_OAUTH_PURGE_AFTER = 86400
 
 
 @dataclass(frozen=True)
@@ -295,7 +344,7 @@ class Store:
     """The provider's SQLite database (a file, or memory when `path` is None)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = str(path) if path is not None else None
+        self.path = os.fsdecode(path) if path is not None else None  # TypeError for anything but a path
         self.lock = threading.RLock()
         self.db = sqlite3.connect(self.path or ":memory:", check_same_thread=False, isolation_level=None, timeout=5.0)
         self.db.row_factory = sqlite3.Row
@@ -362,7 +411,7 @@ class Store:
         return [Grant(r["id"], r["email"], r["created_at"])
                 for r in self._all("SELECT id, email, created_at FROM grants ORDER BY created_at, id")]
 
-    # GrantLookup for emailkit.provider.oauth
+    # GrantLookup of emailkit.provider.oauth
     def grant_for_email(self, email: str) -> str:
         return self.create_grant(email).id
 
@@ -699,3 +748,124 @@ class Store:
         with self._tx() as db:
             return db.execute("DELETE FROM templates WHERE grant_id = ? AND id = ?",
                               (grant_id, template_id)).rowcount > 0
+
+    # ------------------------------------------------------------------ OAuth (emailkit.provider.oauth)
+    # Rows only; the rules (PKCE, rotation, reuse detection) are the authorization server's.
+    # Every code, token and client secret arrives here as its SHA-256.
+
+    def oauth_client(self, client_id: str) -> dict[str, Any] | None:
+        """A registered client: ``client_id, name, redirect_uris`` (a list), ``public``, ``secret_sha256``."""
+        row = self._one("SELECT client_id, name, redirect_uris, public, secret_sha256 FROM oauth_clients"
+                        " WHERE client_id = ?", (client_id,))
+        if row is None:
+            return None
+        return {**row, "redirect_uris": json.loads(row["redirect_uris"]), "public": bool(row["public"])}
+
+    def oauth_client_ids(self, *, first: str) -> list[str]:
+        """Every client's ID: `first` (the application) first, then in registration order."""
+        return [r["client_id"] for r in self._all(
+            "SELECT client_id FROM oauth_clients ORDER BY client_id != ?, created_at, client_id", (first,))]
+
+    def save_oauth_client(self, *, client_id: str, name: str, redirect_uris: list[str], public: bool,
+                          secret_sha256: str | None, created_at: float) -> None:
+        """Register a client, replacing one with the same ID."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO oauth_clients (client_id, name, redirect_uris, public, secret_sha256,"
+                       " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                       (client_id, name, json.dumps(redirect_uris), int(public), secret_sha256, created_at))
+
+    def remove_oauth_client(self, client_id: str, *, now: float) -> bool:
+        """Unregister a client, revoke its tokens and drop its codes (one transaction); False if there was none."""
+        with self._tx() as db:
+            if db.execute("DELETE FROM oauth_clients WHERE client_id = ?", (client_id,)).rowcount == 0:
+                return False
+            db.execute("UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = 'client removed'"
+                       " WHERE client_id = ? AND revoked_at IS NULL", (now, client_id))
+            db.execute("DELETE FROM oauth_codes WHERE client_id = ?", (client_id,))
+            return True
+
+    def set_oauth_redirect_uris(self, client_id: str, uris: list[str]) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE oauth_clients SET redirect_uris = ? WHERE client_id = ?", (json.dumps(uris), client_id))
+
+    def ensure_oauth_application(self, *, client_id: str, name: str, now: float) -> None:
+        """Create the application's client (with `client_id`) unless the database has one already."""
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM oauth_application").fetchone() is not None:
+                return
+            db.execute("INSERT INTO oauth_application (client_id, created_at) VALUES (?, ?)", (client_id, now))
+            db.execute("INSERT OR IGNORE INTO oauth_clients (client_id, name, redirect_uris, public, secret_sha256,"
+                       " created_at) VALUES (?, ?, '[]', 0, NULL, ?)", (client_id, name, now))
+
+    def oauth_application(self) -> dict[str, Any] | None:
+        """``{client_id, created_at}`` of the application, or None before `ensure_oauth_application`."""
+        return self._one("SELECT client_id, created_at FROM oauth_application")
+
+    def save_oauth_code(self, *, code_sha256: str, client_id: str, grant_id: str, redirect_uri: str | None,
+                        scope: str, code_challenge: str | None, code_challenge_method: str | None,
+                        issued_at: float, expires_at: float) -> None:
+        """Store a new authorization code (and purge codes long expired)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM oauth_codes WHERE expires_at < ?", (issued_at - _OAUTH_PURGE_AFTER,))
+            db.execute("INSERT INTO oauth_codes (code_sha256, client_id, grant_id, redirect_uri, scope, code_challenge,"
+                       " code_challenge_method, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (code_sha256, client_id, grant_id, redirect_uri, scope, code_challenge, code_challenge_method,
+                        issued_at, expires_at))
+
+    def oauth_code(self, code_sha256: str) -> dict[str, Any] | None:
+        return self._one("SELECT code_sha256, client_id, grant_id, redirect_uri, scope, code_challenge,"
+                         " code_challenge_method, expires_at, used_at FROM oauth_codes WHERE code_sha256 = ?",
+                         (code_sha256,))
+
+    def mark_oauth_code_used(self, code_sha256: str, *, now: float) -> None:
+        """Kept, marked used (rather than deleted), so that a second use is recognised."""
+        with self._tx() as db:
+            db.execute("UPDATE oauth_codes SET used_at = ? WHERE code_sha256 = ?", (now, code_sha256))
+
+    def oauth_token(self, token_sha256: str, kind: str | None = None) -> dict[str, Any] | None:
+        """A token's row (the ``oauth_tokens`` columns), of `kind` (``access``/``refresh``) when given."""
+        sql = f"SELECT {', '.join(_OAUTH_TOKEN_COLUMNS)} FROM oauth_tokens WHERE token_sha256 = ?"
+        params: tuple[Any, ...] = (token_sha256,)
+        if kind is not None:
+            sql += " AND kind = ?"
+            params += (kind,)
+        return self._one(sql, params)
+
+    def save_oauth_tokens(self, tokens: Iterable[dict[str, Any]], *, now: float) -> None:
+        """Store tokens issued together (rows of the ``oauth_tokens`` columns without the revocation), all or none."""
+        columns = _OAUTH_TOKEN_COLUMNS[:-2]
+        insert = (f"INSERT INTO oauth_tokens ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})")
+        with self._tx() as db:
+            db.execute("DELETE FROM oauth_tokens WHERE kind = 'access' AND expires_at < ?", (now - _OAUTH_PURGE_AFTER,))
+            for token in tokens:
+                db.execute(insert, tuple(token[c] for c in columns))
+
+    def revoke_oauth_token(self, token_sha256: str, *, now: float, with_its_access: bool = False) -> None:
+        """Revoke one token; `with_its_access` also the access tokens of its grant and client (RFC 7009 §2.1)."""
+        with self._tx() as db:
+            row = db.execute("SELECT grant_id, client_id FROM oauth_tokens WHERE token_sha256 = ?",
+                             (token_sha256,)).fetchone()
+            db.execute("UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = 'revoked'"
+                       " WHERE token_sha256 = ? AND revoked_at IS NULL", (now, token_sha256))
+            if with_its_access and row is not None:
+                db.execute("UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = 'refresh token revoked'"
+                           " WHERE kind = 'access' AND grant_id = ? AND client_id = ? AND revoked_at IS NULL",
+                           (now, row["grant_id"], row["client_id"]))
+
+    def retire_oauth_token(self, token_sha256: str, *, now: float) -> None:
+        """A refresh token replaced by its successor (rotation): revoked with the reason ``rotated``."""
+        with self._tx() as db:
+            db.execute("UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = 'rotated' WHERE token_sha256 = ?",
+                       (now, token_sha256))
+
+    def revoke_oauth_family(self, family: str, *, reason: str, now: float) -> int:
+        """Revoke every live token bought with one code; returns how many."""
+        with self._tx() as db:
+            return db.execute("UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = ?"
+                              " WHERE family = ? AND revoked_at IS NULL", (now, reason, family)).rowcount
+
+    def revoke_oauth_grant(self, grant_id: str, *, now: float) -> int:
+        """Revoke every live token of a grant, whichever client holds it; returns how many."""
+        with self._tx() as db:
+            return db.execute("UPDATE oauth_tokens SET revoked_at = ?, revoked_reason = 'grant revoked'"
+                              " WHERE grant_id = ? AND revoked_at IS NULL", (now, grant_id)).rowcount

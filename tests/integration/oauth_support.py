@@ -1,5 +1,5 @@
 """Shared by the OAuth tests: an in-memory grant store, a settable clock, and a real uvicorn
-server on a free loopback port serving the authorization server's router."""
+server on a free loopback port serving the authorization server's routes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from emailkit import oauth_client
 from emailkit.provider.oauth import OAuth
+from emailkit.provider.routes.oauth import router
 from emailkit.serving import AsgiServer
 
 REDIRECT = "http://127.0.0.1:8765/callback"
@@ -86,7 +87,7 @@ class Provider:
         self.clock = Clock()
         self.oauth = OAuth(database, self.grants, issuer="Test provider", access_token_ttl=ttl, clock=self.clock)
         self.http_app = FastAPI()
-        self.http_app.include_router(self.oauth.router)
+        self.http_app.include_router(router(self.oauth))
         _current.app = self.http_app
         self.url = _shared_server().url
         self.client = self.oauth.register_client(redirect_uris=[REDIRECT], name="Test app")

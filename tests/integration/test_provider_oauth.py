@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,9 @@ from authlib.integrations.base_client import OAuthError
 
 from emailkit import oauth_client
 from emailkit.errors import InvalidInput
+from emailkit.provider import Provider as RealProvider
 from emailkit.provider.oauth import OAuth
+from emailkit.provider.store import Store
 from emailkit.wiretap import Wiretap
 from oauth_support import REDIRECT, Grants, Provider, post_form
 
@@ -490,22 +493,22 @@ async def test_check_xoauth2(provider: Provider) -> None:
 
 async def test_tokens_and_codes_are_stored_only_as_hashes(tmp_path: Path) -> None:
     path = tmp_path / "provider.db"
-    shared = sqlite3.connect(path)  # the provider store's own connection
-    shared.execute("CREATE TABLE grants (id TEXT PRIMARY KEY, email TEXT)")
-    shared.commit()
-    provider = Provider(shared)
+    store = Store(path)  # the provider's store: its grants and the oauth_* tables, one connection
+    provider = Provider(store)
     try:
         code, verifier, _ = await code_for(provider)
         token = (await exchange(provider, code, verifier)).json()
         rotated = (await refresh(provider, token["refresh_token"])).json()
     finally:
         provider.close()
+        store.close()
     secrets = [code, token["access_token"], token["refresh_token"], rotated["access_token"], rotated["refresh_token"]]
-    tables = {r[0] for r in shared.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"grants", "oauth_clients", "oauth_codes", "oauth_tokens"} <= tables
-    stored = {r[0] for r in shared.execute("SELECT token_sha256 FROM oauth_tokens")}
+    inspect = sqlite3.connect(path)
+    tables = {r[0] for r in inspect.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"grants", "oauth_clients", "oauth_codes", "oauth_tokens", "oauth_application"} <= tables
+    stored = {r[0] for r in inspect.execute("SELECT token_sha256 FROM oauth_tokens")}
     assert {hashlib.sha256(s.encode()).hexdigest() for s in secrets[1:]} <= stored
-    shared.close()
+    inspect.close()
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())  # the file and its WAL
     assert len(raw) > 0
     for secret in secrets:
@@ -521,6 +524,51 @@ async def test_state_survives_a_restart(tmp_path: Path) -> None:
     again = OAuth(path, grants)
     assert again.client("fixed-id") == client
     again.close()
+
+
+def _descriptors_open_on(path: Path) -> int:
+    """How many of this process's file descriptors are open on `path` (Linux: /proc/self/fd)."""
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            count += os.readlink(fd) == str(path)
+        except OSError:  # closed meanwhile (the listing's own descriptor)
+            pass
+    return count
+
+
+async def test_a_restarted_provider_keeps_its_clients_and_tokens(tmp_path: Path) -> None:
+    path = tmp_path / "provider.db"
+    # The OAuth server and its store only: nothing here reaches Mailpit or SMTP.
+    options: dict[str, Any] = {"database": path, "poll_interval": None}
+    first = RealProvider("http://127.0.0.1:9", "127.0.0.1", 9, **options).start()
+    try:
+        assert _descriptors_open_on(path) == 1  # the store's one connection; OAuth opens no second one
+        client = first.oauth.register_client(redirect_uris=[REDIRECT], name="Kept app")
+        application_id = first.oauth.application().client_id
+        async with oauth_client.oauth_app(first.url, client_id=client.client_id, redirect_uri=REDIRECT,
+                                          scope="email.send email.read", timeout=10) as app:
+            token = await oauth_client.authorize(app, first.url, email="ana@example.com")
+    finally:
+        first.close()
+    assert _descriptors_open_on(path) == 0
+    again = RealProvider("http://127.0.0.1:9", "127.0.0.1", 9, **options).start()
+    try:
+        assert _descriptors_open_on(path) == 1
+        assert again.oauth.client(client.client_id) == client
+        assert again.oauth.application().client_id == application_id
+        info = again.oauth.verify_access_token(token["access_token"])
+        assert info is not None and (info.grant_id, info.email) == (token["grant_id"], "ana@example.com")
+        assert again.check_xoauth2("ana@example.com", token["access_token"]) is True
+        async with httpx.AsyncClient(base_url=again.url, timeout=10) as http:
+            seen = await http.get("/v3/connect/tokeninfo", params={"access_token": token["access_token"]})
+            assert seen.status_code == 200 and seen.json()["data"]["sub"] == token["grant_id"]
+            renewed = await http.post("/v3/connect/token", data={
+                "grant_type": "refresh_token", "refresh_token": token["refresh_token"], "client_id": client.client_id})
+            assert renewed.status_code == 200, renewed.text
+            assert renewed.json()["grant_id"] == token["grant_id"]
+    finally:
+        again.close()
 
 
 def test_register_client_refuses_bad_input() -> None:
@@ -554,15 +602,23 @@ async def test_authlib_client_reports_the_servers_error(provider: Provider) -> N
     assert caught.value.error == "invalid_grant"
 
 
-async def test_in_memory_connection_gets_private_tables() -> None:
-    shared = sqlite3.connect(":memory:", check_same_thread=False)
-    oauth = OAuth(shared, Grants())
+async def test_the_oauth_tables_live_in_the_providers_store() -> None:
+    store = Store()  # in memory: one database, so OAuth must use this very connection
+    oauth = OAuth(store)
     client = oauth.register_client(redirect_uris=[REDIRECT], name="x")
-    assert oauth.client(client.client_id) == client
-    # Sharing one in-memory connection across two locks could mix transactions.
-    assert shared.execute("SELECT name FROM sqlite_master WHERE name LIKE 'oauth_%'").fetchall() == []
+    names = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'oauth_%'")}
+    assert {"oauth_clients", "oauth_codes", "oauth_tokens", "oauth_application"} <= names
+    assert store.oauth_client(client.client_id)["name"] == "x"
+    # The provider's own form (a database name + its store on that name) shares the store too.
+    again = OAuth(None, store)
+    assert again.store is store and again.client(client.client_id) == client
+    assert again.application() == oauth.application()
+    again.close()
     oauth.close()
-    shared.close()
+    assert store.oauth_client(client.client_id) is not None  # closing OAuth leaves the provider's store open
+    store.close()
+    with pytest.raises(TypeError):
+        OAuth(sqlite3.connect(":memory:"), Grants())  # type: ignore[arg-type]  # a Store or a path, nothing else
 
 
 async def test_consent_page_text_reads_like_the_page(provider: Provider) -> None:
