@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -167,10 +168,21 @@ def _describe(err: dict[str, Any]) -> tuple[str, str]:
     return field, f"{field}: {msg}; correct it (see /openapi.json for the expected type)"
 
 
+def _routes(routes: Iterable[Any]) -> Iterator[Any]:
+    """Every route, those of included routers too (FastAPI keeps an included router as one entry,
+    whose `original_router` holds its routes; the provider includes its routers without a prefix)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _routes(inner.routes)
+        else:
+            yield route
+
+
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path (Starlette names only the first route's)."""
     by_template: dict[str, set[str]] = {}
-    for route in request.app.router.routes:
+    for route in _routes(request.app.router.routes):
         methods = getattr(route, "methods", None)
         if methods and route.matches(request.scope)[0] != Match.NONE:
             by_template.setdefault(getattr(route, "path", ""), set()).update(methods)

@@ -2,8 +2,12 @@
 
 `Service` ties the pieces together — the store, the read side (`Mailbox`), the one SMTP
 session (`Outbound`), webhooks (`Dispatcher`), the rate limit and the OAuth server — and
-`emailkit.provider.app` puts HTTP in front of it. Input is checked completely before
-anything is sent or stored: a send that fails validation leaves no trace.
+`emailkit.provider.routes` puts HTTP in front of it: every route is one call here, and no
+route reaches the store. Input is checked completely before anything is sent or stored: a
+send that fails validation leaves no trace. Sends under an ``Idempotency-Key`` run at most
+once per key (`Service.send_once`, `Service.send_batch_once`): a repeat gets the first
+answer back, a different request under the same key a 409; the HTTP layer only passes the
+header and the request's bytes along.
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import hmac
 import json
 import logging
 import math
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Protocol
@@ -24,20 +30,22 @@ from typing import Any, Protocol
 import aiosmtplib
 
 from emailkit.errors import InvalidInput, MailpitError, SMTPSendError
+from emailkit.limits import HEADER_MAX_FIELDS
 from emailkit.message import RESERVED_HEADERS, compose
-from emailkit.provider.problems import ProviderError
 from emailkit.provider.fault_injection import Faults
 from emailkit.provider.mailbox import Mailbox, attachment_parts, snippet_of
-from emailkit.provider.models import SendRequest
+from emailkit.provider.models import BatchResponse, CustomHeader, DataResponse, SendRequest, SentMessageOut
 from emailkit.provider.outbound import Outbound
+from emailkit.provider.problems import ProviderError
 from emailkit.provider.ratelimit import TokenBucket
-from emailkit.provider.store import Grant, Store
+from emailkit.provider.store import Grant, MessageFilter, Store, ThreadFilter
+from emailkit.provider.templating import check as check_template
 from emailkit.provider.templating import render
-from emailkit.provider.webhooks import Dispatcher
+from emailkit.provider.webhooks import Dispatcher, WebhookRegistry
 from emailkit.smtp import SendResult
 from emailkit.threads import header, message_ids, references, reply_headers
 
-__all__ = ["Access", "Service", "TokenChecker"]
+__all__ = ["IDEMPOTENCY_KEY_MAX", "Access", "Answer", "Service", "TokenChecker", "request_hash"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,8 @@ PROVIDER_HEADERS = {
 }
 #: A longer name cannot be folded onto a 78-character line with its value (compose has no limit).
 _MAX_HEADER_NAME = 76
+#: The longest Idempotency-Key accepted (Nylas's limit).
+IDEMPOTENCY_KEY_MAX = 256
 
 
 class TokenChecker(Protocol):
@@ -64,6 +74,44 @@ class Access:
     grant: Grant
     via: str  # "api_key" | "token"
     scopes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A send's answer as the API gives it: HTTP `status` and JSON `body` (the envelope).
+
+    `replayed` when it is the first answer to an Idempotency-Key, given again.
+    """
+
+    status: int
+    body: bytes
+    replayed: bool = False
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def request_hash(request: bytes) -> str:
+    """What identifies a request under an Idempotency-Key: SHA-256 of its JSON, key order ignored
+    (bytes that are not JSON as they are)."""
+    try:
+        canonical = json.dumps(json.loads(request), sort_keys=True, separators=(",", ":")).encode()
+    except (ValueError, UnicodeDecodeError):
+        canonical = request
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _fingerprint(payload: Any, include_headers: bool) -> bytes:
+    """The bytes `request_hash` takes for a send made from Python (no HTTP body to hash):
+    the request's fields as given, and whether headers were asked for, as a route passes them."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode() + \
+        (b"include_headers" if include_headers else b"")
+
+
+def _check_header_count(headers: list[CustomHeader], field: str) -> None:
+    if len(headers) > HEADER_MAX_FIELDS:  # emailkit.limits: the sandbox's and its SMTP server's limit
+        raise ProviderError(400, "invalid_request_error", f"{field}: {len(headers)} headers; at most "
+                            f"{HEADER_MAX_FIELDS} header fields per message", field=field)
 
 
 def _unauthorized(message: str, *, error: str | None = None) -> ProviderError:
@@ -99,6 +147,8 @@ class Service:
         #: Sends answered with an injected fault so far.
         self.faults_injected = 0
         self._poller: asyncio.Task[None] | None = None
+        #: The application's webhooks: create (after the challenge), list, update, rotate, delete.
+        self.webhooks = WebhookRegistry(store, dispatcher)
 
     # ------------------------------------------------------------------ who may do what
 
@@ -263,6 +313,53 @@ class Service:
                                 f"no message {message_id!r} in grant {grant.email}: list them with GET …/messages",
                                 field=field)
         return row
+
+    async def list_messages(self, grant: Grant, filters: MessageFilter, limit: int, page_token: str | None, *,
+                            include_headers: bool = False) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the grant's messages, newest first (after a sync): (messages, next cursor)."""
+        await self.sync(grant)
+        try:
+            page = self.store.list_messages(grant.id, filters, limit, page_token)
+        except InvalidInput as exc:
+            raise _invalid(exc) from None
+        data = [await self.message_json(grant, row, include_headers=include_headers) for row in page.rows]
+        return data, page.next_cursor
+
+    async def get_message(self, grant: Grant, message_id: str, *, include_headers: bool = False) -> dict[str, Any]:
+        """The grant's message `message_id` as JSON, or 404."""
+        row = await self.find_message(grant, message_id)
+        return await self.message_json(grant, row, include_headers=include_headers)
+
+    async def update_message(self, grant: Grant, message_id: str, *, unread: bool | None = None,
+                             starred: bool | None = None) -> dict[str, Any]:
+        """Mark the grant's message read/unread, starred (for this grant only); its JSON after."""
+        await self.find_message(grant, message_id)
+        self.store.set_flags(grant.id, message_id, unread=unread, starred=starred)
+        row = self.store.message(grant.id, message_id)
+        assert row is not None
+        return await self.message_json(grant, row)
+
+    async def list_threads(self, grant: Grant, filters: ThreadFilter, limit: int,
+                           page_token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the grant's threads, latest activity first (after a sync): (threads, next cursor)."""
+        await self.sync(grant)
+        try:
+            ids, cursor = self.store.list_threads(grant.id, filters, limit, page_token)
+        except InvalidInput as exc:
+            raise _invalid(exc) from None
+        threads = [t for t in [await self.thread_json(grant, i) for i in ids] if t is not None]
+        return threads, cursor
+
+    async def get_thread(self, grant: Grant, thread_id: str) -> dict[str, Any]:
+        """The grant's thread `thread_id` as JSON (syncing once if it is not known yet), or 404."""
+        thread = await self.thread_json(grant, thread_id)
+        if thread is None:
+            await self.sync(grant)
+            thread = await self.thread_json(grant, thread_id)
+        if thread is None:
+            raise ProviderError(404, "not_found_error", f"no thread {thread_id!r} in grant {grant.email}: "
+                                "list them with GET …/threads", field="thread_id")
+        return thread
 
     # ------------------------------------------------------------------ sending
 
@@ -579,6 +676,206 @@ class Service:
                                  f"{exc.reply}); retry later", provider_error=detail, headers={"Retry-After": "5"})
         return ProviderError(422, "provider_error", f"the SMTP server refused the message ({exc.code} {exc.reply}); "
                              f"{exc.fix or 'do not retry it unchanged'}", provider_error=detail)
+
+    # ------------------------------------------------------------------ sends under an Idempotency-Key
+
+    async def send_once(self, grant: Grant, req: SendRequest, request_id: str, *, include_headers: bool = False,
+                        idempotency_key: str | None = None, request: bytes | None = None) -> Answer:
+        """`send` under `idempotency_key` (see `idempotent`): the answer (200, or the 422 of a refusal
+        after SMTP was tried, which is replayed too) as the API gives it.
+
+        `request` is what identifies the send for the key: the HTTP body as received (and the
+        ``fields`` parameter); from Python, leave it out and the request's fields are used.
+        """
+        _check_header_count(req.custom_headers, "custom_headers")
+
+        async def run() -> Answer:
+            try:
+                data = await self.send(grant, req, request_id, include_headers=include_headers)
+            except ProviderError as exc:
+                if exc.status != 422:  # only answers given after SMTP was tried are replayed
+                    raise
+                return Answer(exc.status, json.dumps(exc.body(request_id), separators=(",", ":")).encode())
+            out = DataResponse[SentMessageOut].model_validate({"request_id": request_id, "data": data})
+            return Answer(200, out.model_dump_json(by_alias=True).encode())
+
+        if request is None:
+            request = _fingerprint(req.model_dump(mode="json", by_alias=True, exclude_unset=True), include_headers)
+        return await self.idempotent(grant, idempotency_key, request, run)
+
+    async def send_batch_once(self, grant: Grant, reqs: list[SendRequest], request_id: str, *,
+                              include_headers: bool = False, idempotency_key: str | None = None,
+                              request: bytes | None = None) -> Answer:
+        """`send_batch` under `idempotency_key`, as `send_once`."""
+        for i, item in enumerate(reqs):
+            _check_header_count(item.custom_headers, f"messages[{i}].custom_headers")
+
+        async def run() -> Answer:
+            data = await self.send_batch(grant, reqs, request_id, include_headers=include_headers)
+            out = BatchResponse.model_validate({"request_id": request_id, "data": data})
+            return Answer(200, out.model_dump_json(by_alias=True).encode())
+
+        if request is None:
+            payload = {"messages": [r.model_dump(mode="json", by_alias=True, exclude_unset=True) for r in reqs]}
+            request = _fingerprint(payload, include_headers)
+        return await self.idempotent(grant, idempotency_key, request, run)
+
+    async def idempotent(self, grant: Grant, key: str | None, request: bytes,
+                         run: Callable[[], Awaitable[Answer]]) -> Answer:
+        """Run a send at most once per (grant, `key`) within `idempotency_ttl` (docs/provider.md, Idempotency).
+
+        Without a key it just runs. The first answer is kept and given again (``replayed``) to a
+        request with the same key and the same `request` bytes (`request_hash`); the same key with
+        another request is a 409 ``invalid_idempotent_request``, and while the first still runs a 409
+        ``concurrent_idempotent_request``. Errors `run` raises are answered but not kept, so a retry
+        with the same key runs again.
+        """
+        if key is None:
+            return await run()
+        if not key.strip() or len(key) > IDEMPOTENCY_KEY_MAX:
+            raise ProviderError(400, "invalid_idempotency_key",
+                                f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} characters; use a UUID per "
+                                "logical send", field="Idempotency-Key")
+        digest = request_hash(request)
+        cached = self.store.idempotent(grant.id, key, self.idempotency_ttl)
+        if cached is not None:
+            if cached["request_hash"] != digest:
+                raise ProviderError(409, "invalid_idempotent_request",
+                                    "this Idempotency-Key was used with a different request; use a new key for a "
+                                    "new send", field="Idempotency-Key")
+            return Answer(cached["status"], bytes(cached["body"]), replayed=True)
+        slot = (grant.id, key)
+        if slot in self.inflight:
+            raise ProviderError(409, "concurrent_idempotent_request",
+                                "a request with this Idempotency-Key is still running; wait for it, then retry",
+                                field="Idempotency-Key")
+        self.inflight.add(slot)
+        try:
+            answer = await run()
+            self.store.remember(grant.id, key, digest, answer.status, answer.body)
+        finally:
+            self.inflight.discard(slot)
+        return answer
+
+    # ------------------------------------------------------------------ grants
+
+    def create_grant(self, email: str, *, field: str = "email") -> Grant:
+        """The grant for mailbox `email` (the same grant for the same address), or a 400 naming `field`."""
+        try:
+            return self.store.create_grant(email)
+        except InvalidInput as exc:
+            raise ProviderError(400, "invalid_request_error", f"{field}: {exc.problem}; {exc.fix}",
+                                field=field) from None
+
+    def list_grants(self, *, limit: int = 200, offset: int = 0, email: str | None = None,
+                    provider: str | None = None, grant_status: str | None = None) -> list[dict[str, Any]]:
+        """The grants as JSON, filtered, from `offset`, at most `limit`."""
+        grants = [g.to_json() for g in self.store.grants()]
+        if email is not None:
+            grants = [g for g in grants if g["email"].casefold() == email.strip().casefold()]
+        if provider is not None:
+            grants = [g for g in grants if g["provider"] == provider]
+        if grant_status is not None:
+            grants = [g for g in grants if g["grant_status"] == grant_status]
+        return grants[offset:offset + limit]
+
+    # ------------------------------------------------------------------ templates
+
+    @staticmethod
+    def _template_json(row: dict[str, Any]) -> dict[str, Any]:
+        return {"id": row["id"], "grant_id": row["grant_id"], "object": "template", "name": row["name"],
+                "subject": row["subject"], "body": row["body"], "is_plaintext": bool(row["is_plaintext"]),
+                "engine": "jinja2", "created_at": int(row["created_at"]), "updated_at": int(row["updated_at"])}
+
+    def create_template(self, grant: Grant, *, name: str, subject: str | None, body: str,
+                        is_plaintext: bool) -> dict[str, Any]:
+        """Store a Jinja2 template (checked first: a 400 naming the field); its JSON."""
+        try:
+            check_template(subject, body, is_plaintext)
+        except InvalidInput as exc:
+            raise _invalid(exc) from None
+        return self._template_json(self.store.create_template(grant.id, name, subject, body, is_plaintext))
+
+    def list_templates(self, grant: Grant) -> list[dict[str, Any]]:
+        return [self._template_json(r) for r in self.store.templates(grant.id)]
+
+    def get_template(self, grant: Grant, template_id: str) -> dict[str, Any]:
+        row = self.store.template(grant.id, template_id)
+        if row is None:
+            raise ProviderError(404, "not_found_error", f"no template {template_id!r} in this grant",
+                                field="template_id")
+        return self._template_json(row)
+
+    def delete_template(self, grant: Grant, template_id: str) -> None:
+        if not self.store.delete_template(grant.id, template_id):
+            raise ProviderError(404, "not_found_error", f"no template {template_id!r} in this grant",
+                                field="template_id")
+
+    # ------------------------------------------------------------------ the application and its redirect URIs
+
+    def _application_server(self) -> Any:
+        if not hasattr(self.oauth, "application"):
+            raise ProviderError(404, "not_found_error", "this provider runs without its OAuth server, so it has no "
+                                "application or redirect URIs; start it with emailkit.provider.Provider")
+        return self.oauth
+
+    @staticmethod
+    def _redirect_json(entry: dict[str, Any]) -> dict[str, Any]:
+        return {"id": entry["id"], "url": entry["url"], "platform": "web", "settings": {}}
+
+    def _redirect_entry(self, redirect_uri_id: str) -> dict[str, Any]:
+        found = next((e for e in self._application_server().redirect_uris() if e["id"] == redirect_uri_id), None)
+        if found is None:
+            raise ProviderError(404, "not_found_error", f"no redirect URI {redirect_uri_id!r}: list them with GET "
+                                "/v3/applications/redirect-uris", field="redirect_uri_id")
+        return found
+
+    def application(self) -> dict[str, Any]:
+        """This application: its client_id (application_id) and redirect URIs."""
+        server = self._application_server()
+        client = server.application()
+        return {"application_id": client.client_id, "organization_id": "emailkit",
+                "region": "us", "environment": "sandbox", "branding": {"name": client.name},
+                "callback_uris": [self._redirect_json(e) for e in server.redirect_uris()],
+                "created_at": int(server.application_created_at()),
+                "updated_at": int(server.application_created_at())}
+
+    def list_redirect_uris(self) -> list[dict[str, Any]]:
+        return [self._redirect_json(e) for e in self._application_server().redirect_uris()]
+
+    def get_redirect_uri(self, redirect_uri_id: str) -> dict[str, Any]:
+        return self._redirect_json(self._redirect_entry(redirect_uri_id))
+
+    def add_redirect_uri(self, url: str) -> dict[str, Any]:
+        """Allow `url` for the application's OAuth flow (a 400 naming ``url`` when it cannot be)."""
+        try:
+            entry = self._application_server().add_redirect_uri(url)
+        except InvalidInput as exc:
+            raise _invalid(exc, "url") from None
+        return self._redirect_json(entry)
+
+    def update_redirect_uri(self, redirect_uri_id: str, *, url: str | None = None) -> dict[str, Any]:
+        entry = self._redirect_entry(redirect_uri_id)
+        if url is not None and url != entry["url"]:
+            try:
+                entry = self._application_server().replace_redirect_uri(entry["url"], url)
+            except InvalidInput as exc:
+                raise _invalid(exc, "url") from None
+        return self._redirect_json(entry)
+
+    def remove_redirect_uri(self, redirect_uri_id: str) -> None:
+        entry = self._redirect_entry(redirect_uri_id)
+        self._application_server().remove_redirect_uri(entry["url"])
+
+    # ------------------------------------------------------------------ injected faults
+
+    def set_faults(self, *, status: int, probability: float, retry_after: float) -> Faults:
+        """Answer `probability` % of sends with `status` from now on (a 400 naming the field when invalid)."""
+        try:
+            self.faults = Faults(status=status, probability=probability, retry_after=retry_after)
+        except InvalidInput as exc:
+            raise _invalid(exc) from None
+        return self.faults
 
     # ------------------------------------------------------------------ background
 

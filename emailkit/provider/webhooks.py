@@ -37,10 +37,13 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import stamina
 
+from emailkit.provider.addresses import address_list
+from emailkit.provider.problems import ProviderError
 from emailkit.provider.store import Store
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "Dispatcher",
     "ReceivedWebhook",
     "WebhookReceiver",
+    "WebhookRegistry",
     "sign",
     "verify_signature",
 ]
@@ -215,6 +219,106 @@ class Dispatcher:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+class WebhookRegistry:
+    """The application's webhooks as the API manages them: each a URL whose receiver answered the
+    challenge, its triggers, and a secret shown once (at creation and on rotation). Methods return
+    the API's JSON; a bad field or an unknown ID is a `ProviderError` naming it."""
+
+    def __init__(self, store: Store, dispatcher: Dispatcher) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+
+    @staticmethod
+    def _webhook_json(hook: dict[str, Any], *, secret: bool = False) -> dict[str, Any]:
+        updated = int(hook.get("updated_at") or hook["created_at"])
+        out = {"id": hook["id"], "object": "webhook", "webhook_url": hook["url"],
+               "trigger_types": hook["trigger_types"], "description": hook["description"],
+               "notification_email_addresses": hook.get("notification_email_addresses", []), "status": "active",
+               "status_updated_at": int(hook["created_at"]), "created_at": int(hook["created_at"]),
+               "updated_at": updated}
+        if secret:
+            out["webhook_secret"] = hook["secret"]
+        return out
+
+    @staticmethod
+    def _trigger_types(given: list[str]) -> list[str]:
+        names = [LEGACY_EVENT_TYPES.get(t, t) for t in given]
+        unknown = [t for t in names if t not in EVENT_TYPES]
+        if unknown:
+            raise ProviderError(400, "invalid_request_error", f"trigger_types: {unknown[0]!r} is not an event this "
+                                f"provider sends; use {', '.join(EVENT_TYPES)}", field="trigger_types")
+        return list(dict.fromkeys(names))
+
+    @staticmethod
+    def _notification_addresses(given: list[str] | None) -> list[str] | None:
+        return None if given is None else list(address_list(given, "notification_email_addresses"))
+
+    async def _challenged(self, given: str) -> str:
+        """`given` once it is an absolute http(s) URL whose receiver answered the challenge, else a 400."""
+        url = urlsplit(given)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ProviderError(400, "invalid_request_error", "webhook_url: must be an absolute http(s) URL, e.g. "
+                                "http://127.0.0.1:8000/webhook", field="webhook_url")
+        problem = await self.dispatcher.challenge(given)
+        if problem is not None:
+            raise ProviderError(400, "invalid_request_error", f"webhook_url: {problem}. The webhook was not "
+                                "created: make the receiver answer GET ?challenge=<value> with 200 and the value",
+                                field="webhook_url")
+        return given
+
+    def _webhook_row(self, webhook_id: str) -> dict[str, Any]:
+        hook = self.store.webhook(webhook_id)
+        if hook is None:
+            raise ProviderError(404, "not_found_error", f"no webhook {webhook_id!r}: list them with GET /v3/webhooks",
+                                field="webhook_id")
+        return hook
+
+    async def create(self, *, webhook_url: str, trigger_types: list[str], description: str | None = None,
+                     notification_email_addresses: list[str] | None = None) -> dict[str, Any]:
+        """Register a webhook after its receiver answered the challenge; its JSON with the secret (shown once)."""
+        triggers = self._trigger_types(trigger_types)
+        addresses = self._notification_addresses(notification_email_addresses) or []
+        url = await self._challenged(webhook_url)
+        hook = self.store.create_webhook(url, triggers, description or "", addresses)
+        return self._webhook_json(hook, secret=True)
+
+    def all(self) -> list[dict[str, Any]]:
+        return [self._webhook_json(h) for h in self.store.webhooks()]
+
+    def get(self, webhook_id: str) -> dict[str, Any]:
+        return self._webhook_json(self._webhook_row(webhook_id))
+
+    async def update(self, webhook_id: str, *, webhook_url: str | None = None,
+                     trigger_types: list[str] | None = None, description: str | None = None,
+                     notification_email_addresses: list[str] | None = None) -> dict[str, Any]:
+        """Change a webhook (a new URL is challenged again); its JSON after."""
+        hook = self._webhook_row(webhook_id)
+        triggers = self._trigger_types(trigger_types) if trigger_types is not None else None
+        addresses = self._notification_addresses(notification_email_addresses)
+        url = None
+        if webhook_url is not None and webhook_url != hook["url"]:
+            url = await self._challenged(webhook_url)
+        updated = self.store.update_webhook(webhook_id, url=url, trigger_types=triggers, description=description,
+                                            notification_email_addresses=addresses)
+        if updated is None:  # deleted meanwhile
+            self._webhook_row(webhook_id)
+        assert updated is not None
+        return self._webhook_json(updated)
+
+    def rotate_secret(self, webhook_id: str) -> dict[str, Any]:
+        """A new secret for the webhook (the old one stops); its JSON with the secret (shown once)."""
+        self._webhook_row(webhook_id)
+        hook = self.store.update_webhook(webhook_id, rotate_secret=True)
+        if hook is None:
+            self._webhook_row(webhook_id)
+        assert hook is not None
+        return self._webhook_json(hook, secret=True)
+
+    def delete(self, webhook_id: str) -> None:
+        if not self.store.delete_webhook(webhook_id):
+            self._webhook_row(webhook_id)
 
 
 # --------------------------------------------------------------------------- a receiver for the lab
