@@ -19,7 +19,7 @@ __all__ = ["main"]
 
 # subcommand -> (module providing add_arguments(parser) and run(args) -> int, help)
 _COMMANDS = {
-    "sandbox": ("emailkit.sandbox.server", "run the embedded Mailpit stand-in (SMTP + REST API)"),
+    "sandbox": ("emailkit.sandbox.cli", "run the embedded Mailpit stand-in (SMTP + REST API)"),
     "provider": ("emailkit.provider.cli", "run the local hosted-email API (OAuth, send, read)"),
     "up": ("emailkit.stack", "run the sandbox and the provider together"),
     "decide": ("emailkit.decide.cli", "score a project's answers: SMTP, API or hybrid, and write a report"),

@@ -8,8 +8,9 @@ every deliberate difference, and the module docstrings say why each one exists.
 from __future__ import annotations
 
 from emailkit.sandbox.chaos import Chaos, Trigger
+from emailkit.sandbox.cli import add_arguments, run
 from emailkit.sandbox.pop3_server import POP3Server
-from emailkit.sandbox.server import Sandbox, add_arguments, run
+from emailkit.sandbox.sandbox import Sandbox
 from emailkit.sandbox.store import Store
 
 __all__ = ["Chaos", "POP3Server", "Sandbox", "Store", "Trigger", "add_arguments", "run"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from emailkit.sandbox.server import add_arguments, run
+from emailkit.sandbox.cli import add_arguments, run
 
 __all__: list[str] = []
 

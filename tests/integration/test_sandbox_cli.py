@@ -89,7 +89,7 @@ def test_the_cli_serves_pop3_from_mp_pop3_auth_and_chaos_triggers(tmp_path: Path
 
 
 def test_enable_chaos_flag_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from emailkit.sandbox.server import sandbox_options
+    from emailkit.sandbox.cli import sandbox_options
 
     assert sandbox_options(parse())["chaos"] is False
     assert sandbox_options(parse("--enable-chaos"))["chaos"] is True

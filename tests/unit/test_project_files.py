@@ -57,7 +57,7 @@ def test_one_mailpit_pin_for_the_build_the_lab_compose_and_the_contract_tests() 
     """make mailpit, docker-compose.yml and the sandbox's imitation all name the same Mailpit release."""
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(rf"^MAILPIT_VERSION := {re.escape(MAILPIT_VERSION)}$", makefile, re.MULTILINE)
-    from emailkit.sandbox.api import MAILPIT_VERSION as imitated
+    from emailkit.sandbox.app import MAILPIT_VERSION as imitated
 
     assert imitated == MAILPIT_VERSION
     ci = (ROOT / ".ci" / "run").read_text()

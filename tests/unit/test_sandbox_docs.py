@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from emailkit.sandbox import add_arguments
-from emailkit.sandbox.api import go_json
+from emailkit.sandbox.routes.answers import go_json
 from emailkit.sandbox.chaos import Chaos
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "sandbox.md").read_text(encoding="utf-8")
