@@ -12,6 +12,10 @@ Which one, in order (`backend="auto"`, or the ``EMAILKIT_MAILBOX`` variable to f
    database) and stopped on `close()`;
 3. ``sandbox`` — the embedded Mailpit stand-in (`emailkit.sandbox.Sandbox`), in this process.
 
+An external Mailpit shared by a room is read through one participant's scope when
+``EMAILKIT_PARTICIPANT`` (or `participant=`) names them: `emailkit.participant.ParticipantScope`
+tags what they send and limits what they read (SMTP, REST, POP3) to their own mail.
+
 >>> with open_mailbox("sandbox") as box:                               # doctest: +SKIP
 ...     print(box.kind, box.smtp_host, box.smtp_port, box.api_url, box.version)
 sandbox 127.0.0.1 40123 http://127.0.0.1:40125 v1.33.1-emailkit
@@ -37,6 +41,7 @@ from .errors import EmailkitError, InvalidInput, MailpitError
 from .mailpit import MAILPIT_VERSION, Mailpit, shown_url
 
 if TYPE_CHECKING:
+    from .participant import ParticipantScope
     from .sandbox import Sandbox
     from .sandbox.smtp_server import TokenChecker
     from .tls import LabCA
@@ -83,6 +88,8 @@ class Mailbox:
     * `web_ui` — the URL of Mailpit's web inbox (``None`` for the sandbox, which has none).
     * `xoauth2` — whether its SMTP server checks OAuth tokens with AUTH XOAUTH2 (the sandbox only).
     * `ca` — the lab CA behind its STARTTLS certificate, when STARTTLS is offered.
+    * `participant` — on a shared external Mailpit, the participant whose scope this is (then
+      SMTP, the API and POP3 are that scope's, on loopback, and `shared_url` is the Mailpit itself).
     """
 
     kind: Literal["external", "mailpit", "sandbox"]
@@ -96,12 +103,18 @@ class Mailbox:
     chaos: bool = False
     xoauth2: bool = False
     ca: LabCA | None = None
+    participant: str | None = None
+    shared_url: str | None = None
     sandbox: Sandbox | None = field(default=None, repr=False)
     process: MailpitProcess | None = field(default=None, repr=False)
+    scope: ParticipantScope | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
         """What it is, in a reader's words."""
+        if self.participant is not None:
+            return (f"shared Mailpit {self.version} at {shown_url(self.shared_url or self.api_url)}, "
+                    f"participant {self.participant} (their own mail only)")
         return {
             "external": f"real Mailpit {self.version} at {shown_url(self.api_url)} (MAILPIT_URL)",
             "mailpit": f"real Mailpit {self.version}, started by the lab",
@@ -127,7 +140,11 @@ class Mailbox:
         return Mailpit(self.api_url, timeout=timeout)
 
     def close(self) -> None:
-        """Stop what was started here (a sandbox or a Mailpit process); an external one is left alone."""
+        """Stop what was started here (a sandbox, a Mailpit process, a participant's scope); an external
+        Mailpit is left alone."""
+        if self.scope is not None:
+            self.scope.close()
+            self.scope = None
         if self.sandbox is not None:
             self.sandbox.close()
             self.sandbox = None
@@ -335,6 +352,18 @@ def _external(url: str) -> Mailbox | str:
                    web_ui=url.rstrip("/") + "/", chaos=chaos)
 
 
+def _scoped(shared: Mailbox, who: str, *, pop3: bool, host: str, ports: tuple[int, int, int]) -> Mailbox:
+    """`shared` (an external Mailpit) seen through participant `who`'s scope, started on loopback."""
+    from .participant import ParticipantScope, participant_tag
+
+    tag = participant_tag(who)
+    scope = ParticipantScope(shared.api_url, shared.smtp_host, shared.smtp_port, tag, host=host,
+                             smtp_listen_port=ports[0], http_port=ports[1], pop3=pop3, pop3_port=ports[2]).start()
+    access = POP3Access(scope.host, scope.pop3_port, scope.pop3_user, scope.pop3_password) if pop3 else None
+    return Mailbox("external", scope.smtp_host, scope.smtp_port, scope.api_url, shared.version, pop3=access,
+                   web_ui=None, chaos=False, participant=tag, shared_url=shared.api_url, scope=scope)
+
+
 def _choice(backend: str) -> str:
     chosen = (backend or "auto").strip().lower()
     if chosen == "auto":
@@ -353,7 +382,7 @@ def open_mailbox(backend: Backend | str = "auto", *, url: str | None = None, bin
                  max_message_size_mb: int = 50, max_recipients: int = 100, chaos: bool = True,
                  pop3: bool = True, starttls: bool = False, xoauth2: TokenChecker | None = None,
                  ca: LabCA | None = None, host: str = "127.0.0.1", smtp_port: int = 0, http_port: int = 0,
-                 pop3_port: int = 0) -> tuple[Mailbox, list[str]]:
+                 pop3_port: int = 0, participant: str | None = None) -> tuple[Mailbox, list[str]]:
     """Start (or find) the mailbox server; returns it and notes on what was passed over and why.
 
     * `backend` — ``"auto"`` (the order in the module docstring; ``EMAILKIT_MAILBOX`` forces one),
@@ -364,6 +393,8 @@ def open_mailbox(backend: Backend | str = "auto", *, url: str | None = None, bin
     * `xoauth2` — the provider's token check for AUTH XOAUTH2 (the sandbox only; Mailpit knows
       PLAIN and LOGIN).
     * `database` — a file to keep mail in (durable); default a temporary one.
+    * `participant` — on an external Mailpit, read it through this participant's scope
+      (default ``EMAILKIT_PARTICIPANT``; `emailkit.participant`): their mail only.
     """
     chosen = _choice(backend)
     notes: list[str] = []
@@ -379,6 +410,10 @@ def open_mailbox(backend: Backend | str = "auto", *, url: str | None = None, bin
                 if asked:
                     notes.append("an external Mailpit keeps its own settings: "
                                  + ", ".join(f"{k}={v}" for k, v in asked.items()) + " not applied")
+                who = participant if participant is not None else os.environ.get("EMAILKIT_PARTICIPANT")
+                if who is not None:
+                    return _scoped(found, who, pop3=pop3, host=host,
+                                   ports=(smtp_port, http_port, pop3_port)), notes
                 return found, notes
             if chosen == "external":
                 raise MailpitError(found, fix="start that Mailpit, fix MAILPIT_URL, or set EMAILKIT_MAILBOX=sandbox")

@@ -199,7 +199,9 @@ class Stack:
         rows = [("mailbox", box.label), ("version", box.version),
                 ("SMTP", f"{box.smtp_host}:{box.smtp_port}" + (" (STARTTLS offered)" if box.starttls else "")),
                 ("REST API", box.api_url + "/api/v1/"),
-                ("web UI", box.web_ui or "none (the sandbox has no web inbox; real Mailpit does)"),
+                ("web UI", box.web_ui or ("none for one participant (the shared Mailpit's web inbox shows "
+                                          "everybody's mail)" if box.participant else
+                                          "none (the sandbox has no web inbox; real Mailpit does)")),
                 ("POP3", f"{box.pop3.host}:{box.pop3.port}" if box.pop3 else "not served")]
         if box.ca is not None and box.ca.file is not None:
             rows.append(("lab CA", f"{box.ca.file} (for clients: "
