@@ -526,8 +526,10 @@ class Wiretap:
         """The most recent connection's transcript, once both sides have closed it (so its last lines
         are in). Raises `TimeoutError` if the connection is still open after `timeout` seconds.
 
-        Blocks the calling thread (the proxy runs on a loop of its own, so a notebook cell or a
-        coroutine elsewhere may call it); it wakes when the proxy closes a connection, no polling."""
+        It wakes when the proxy closes a connection (no polling) and blocks the calling thread
+        meanwhile: after an asyncio client (aiosmtplib, `httpx.AsyncClient`) use
+        `await wait_closed_async()`, since such a client's socket closes only when its loop runs.
+        """
         def closed_last() -> Transcript | None:
             last = self.last
             return last if last is not None and last.closed else None
@@ -535,9 +537,21 @@ class Wiretap:
         with self._changed:
             last = self._changed.wait_for(closed_last, timeout)
         if last is None:
+            hint = ""
+            try:
+                asyncio.get_running_loop()
+                hint = ("; a client on this thread's event loop closes its socket only when the loop runs: "
+                        "use `await tap.wait_closed_async()`")
+            except RuntimeError:
+                pass
             raise TimeoutError(f"no closed connection through this wiretap within {timeout} s "
-                               f"({len(self.transcripts)} recorded, the last still open)")
+                               f"({len(self.transcripts)} recorded, the last still open){hint}")
         return last
+
+    async def wait_closed_async(self, timeout: float = 5.0) -> Transcript:
+        """`wait_closed` for a coroutine: the caller's event loop keeps running while it waits, so a
+        client on that loop can finish closing its connection."""
+        return await asyncio.to_thread(self.wait_closed, timeout)
 
     def wait_all_closed(self, timeout: float = 5.0) -> list[Transcript]:
         """Every recorded transcript, once all their connections have closed (at once if there are

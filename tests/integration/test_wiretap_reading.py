@@ -188,3 +188,13 @@ def test_http_responses_are_empty_for_other_protocols(smtp_server: Controller) -
             sock.recv(1024)
         transcript = tap.wait_closed()
         assert transcript.http_responses == [] and transcript.refusal is None
+
+
+async def test_after_an_asyncio_client_wait_closed_async_lets_its_socket_close(smtp_server: Controller) -> None:
+    """aiosmtplib closes its socket on its own loop: a blocking wait there would hold the close up."""
+    with Wiretap("127.0.0.1", smtp_server.port) as tap:
+        await send(_message(["ann@example.com"]), host=tap.host, port=tap.port)
+        with pytest.raises(TimeoutError, match="wait_closed_async"):
+            tap.wait_closed(timeout=0.3)  # blocks the very loop the client needs to finish closing
+        transcript = await tap.wait_closed_async()
+        assert transcript.closed and transcript.lines[-1].text.startswith("221")
