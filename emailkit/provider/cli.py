@@ -114,7 +114,7 @@ def run_clients(args: argparse.Namespace) -> int:
               "/v3/applications/redirect-uris with the API key)", file=sys.stderr)
         return 2
     store = Store(args.database)
-    oauth = OAuth(args.database, store)
+    oauth = OAuth(store)
     try:
         command = args.clients_command
         if command == "add":

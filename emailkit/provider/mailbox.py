@@ -8,22 +8,22 @@ indexes them (`Store.add_message` assigns the thread). When Mailpit holds fewer 
 than the index (messages deleted there), it reconciles the whole list once.
 
 Bodies are read lazily with ``/raw`` (which, unlike ``GET /message/{ID}``, does not mark
-the message read in Mailpit) and cached in the store.
+the message read in Mailpit), parsed with the stdlib's `email` package and cached in the
+store; HTML becomes snippet text through `emailkit.html_text`, as in the sandbox.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import defaultdict
 from datetime import datetime, timezone
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
-from html import unescape
 from typing import Any
 
+from emailkit.html_text import strip_html
 from emailkit.mailpit import Address, AsyncMailpit, MessageSummary
 from emailkit.provider.store import Grant, Store
 from emailkit.threads import header, message_ids, references
@@ -31,15 +31,16 @@ from emailkit.threads import header, message_ids, references
 __all__ = ["Mailbox", "attachment_parts", "body_of", "snippet_of"]
 
 _PAGE = 200
-_TAGS = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
-_SPACE = re.compile(r"\s+")
 
 
 def snippet_of(text: str, *, is_html: bool, size: int = 200) -> str:
-    """The first `size` characters of a body as plain text."""
-    if is_html:
-        text = unescape(_TAGS.sub(" ", text))
-    text = _SPACE.sub(" ", text).strip()
+    """The first `size` characters of a body as plain text, on one line.
+
+    HTML goes through `emailkit.html_text.strip_html`, the stripper Mailpit's snippets use (the
+    one implementation the sandbox uses too), so a sent message's snippet reads like the one
+    Mailpit shows for it.
+    """
+    text = " ".join((strip_html(text) if is_html else text).split())
     return text if len(text) <= size else text[:size] + "..."
 
 

@@ -28,6 +28,7 @@ from emailkit.provider.mailbox import Mailbox
 from emailkit.provider.oauth import OAuth
 from emailkit.provider.outbound import Outbound
 from emailkit.provider.ratelimit import TokenBucket
+from emailkit.provider.routes import oauth as oauth_routes
 from emailkit.provider.service import Service
 from emailkit.provider.store import Grant, Store
 from emailkit.provider.webhooks import Dispatcher
@@ -76,8 +77,7 @@ class Provider:
         if self.database is not None and self.database != ":memory:":
             create_private_file(self.database)  # it holds webhook secrets and token hashes
         self.store = Store(self.database)
-        self.oauth = OAuth(self.database, self.store, access_token_ttl=access_token_ttl,
-                           api_key=self._is_api_key)
+        self.oauth = OAuth(self.store, access_token_ttl=access_token_ttl, api_key=self._is_api_key)
         self.service: Service | None = None
         self.app: Any = None
         self.host, self.port = listen
@@ -96,7 +96,7 @@ class Provider:
         try:
             self._loop = BackgroundLoop(name="emailkit-provider")
             self.service = self._loop.run(self._build())
-            self.app = create_app(self.service, oauth_router=self.oauth.router)
+            self.app = create_app(self.service, oauth_router=oauth_routes.router(self.oauth))
             self._serve()
         except BaseException:
             self.close()

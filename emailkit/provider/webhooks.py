@@ -20,8 +20,10 @@ Events (Nylas's trigger names): ``message.send_success`` (an API send was accept
 SMTP), ``message.created`` (new mail addressed to a grant was seen in Mailpit),
 ``message.bounce_detected`` (SMTP refused a recipient with a 5xx reply to RCPT).
 
-`WebhookReceiver` is a small real HTTP server on loopback for notebooks and tests: it
-answers the challenge, records what arrives and can be told to fail the first N deliveries.
+`WebhookRegistry` is the API's side of managing webhooks (create after the challenge, update,
+rotate the secret, delete). `WebhookReceiver` is a small real HTTP server on loopback for
+notebooks and tests (an ASGI app on `emailkit.serving`, like every server of the lab): it answers
+the challenge, records what arrives and can be told to fail the first N deliveries.
 """
 
 from __future__ import annotations
@@ -35,16 +37,22 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import stamina
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from emailkit.errors import InvalidInput
 from emailkit.provider.addresses import address_list
 from emailkit.provider.problems import ProviderError
 from emailkit.provider.store import Store
+from emailkit.serving import AsgiServer
 
 __all__ = [
     "CHALLENGE_TIMEOUT",
@@ -326,10 +334,10 @@ class WebhookRegistry:
 
 @dataclass(frozen=True)
 class ReceivedWebhook:
-    """One POST as the receiver saw it: the raw body, its headers, and what it answered."""
+    """One POST as the receiver saw it: the raw body, its headers (any letter case), and what it answered."""
 
     body: bytes
-    headers: dict[str, str]
+    headers: Mapping[str, str]
     status: int
     at: float = field(default_factory=time.time)
 
@@ -347,8 +355,10 @@ class ReceivedWebhook:
 class WebhookReceiver:
     """A real HTTP server on 127.0.0.1 that records webhook POSTs.
 
-    `fail_first=N` answers the first N requests with `fail_status` (500 by default), so a
-    notebook or test sees the provider retry.
+    An ASGI app served like every HTTP server of the lab (`emailkit.serving.AsgiServer`, uvicorn
+    on a background loop). It answers Nylas's challenge (``GET ?challenge=<value>``) on any path;
+    `fail_first=N` answers the first N POSTs with `fail_status` (500 by default), so a notebook or
+    test sees the provider retry. `url` is known once started.
     """
 
     def __init__(self, *, fail_first: int = 0, fail_status: int = 500, host: str = "127.0.0.1") -> None:
@@ -356,60 +366,45 @@ class WebhookReceiver:
         self.fail_status = fail_status
         self.received: list[ReceivedWebhook] = []
         self.challenges: list[str] = []  # the challenge GETs answered
-        self._cond = threading.Condition()
-        receiver = self
+        self._cond = threading.Condition()  # the server's loop thread appends, callers' threads wait
+        self._server = AsgiServer(self._app(), host, 0, name="webhook-receiver")
+        self._started = False
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - Nylas's challenge handshake
-                from urllib.parse import parse_qs, urlsplit
+    def _app(self) -> Starlette:
+        async def receive(request: Request) -> Response:
+            if request.method == "GET":  # Nylas's challenge handshake
+                challenge = request.query_params.get("challenge", "")
+                with self._cond:
+                    self.challenges.append(challenge)
+                return Response(challenge.encode("utf-8"), status_code=200 if challenge else 400,
+                                media_type="text/plain")
+            body = await request.body()
+            with self._cond:
+                failing = len(self.received) < self.fail_first
+                status = self.fail_status if failing else 200
+                self.received.append(ReceivedWebhook(body, request.headers, status))
+                self._cond.notify_all()
+            return Response(status_code=status)
 
-                challenge = parse_qs(urlsplit(self.path).query).get("challenge", [""])[0]
-                body = challenge.encode("utf-8")
-                with receiver._cond:
-                    receiver.challenges.append(challenge)
-                self.send_response(200 if challenge else 400)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                with receiver._cond:
-                    failing = len(receiver.received) < receiver.fail_first
-                    status = receiver.fail_status if failing else 200
-                    receiver.received.append(ReceivedWebhook(body, dict(self.headers.items()), status))
-                    receiver._cond.notify_all()
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:  # keep notebook output clean
-                pass
-
-        self._server = ThreadingHTTPServer((host, 0), Handler)
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        return Starlette(routes=[Route("/{path:path}", receive, methods=["GET", "POST"])])
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        host = host.decode() if isinstance(host, bytes) else host
-        return f"http://{host}:{port}/webhook"
+        if not self._started:
+            raise InvalidInput("url", "the receiver is not listening yet",
+                               fix="start it first: WebhookReceiver().start(), or use it in a with block")
+        return f"{self._server.url}/webhook"
 
     def start(self) -> WebhookReceiver:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
-            self._thread.start()
+        if not self._started:
+            self._server.start()
+            self._started = True
         return self
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
+        if self._started:
+            self._server.close()
+            self._started = False
 
     def __enter__(self) -> WebhookReceiver:
         return self.start()
