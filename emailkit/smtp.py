@@ -20,12 +20,12 @@ import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import make_msgid
-from typing import Any
 
 import aiosmtplib
 
 from .background import BackgroundLoop
 from .errors import InvalidInput, SMTPSendError
+from .replies import fix_for
 from .wiretap import Transcript, Wiretap
 
 __all__ = ["Connection", "SendResult", "send", "send_sync"]
@@ -48,20 +48,6 @@ class SendResult:
     message_id: str
     refused: dict[str, tuple[int, str]] = field(default_factory=dict)
     transcript: Transcript | None = None
-
-
-def _fix_for(code: int | None) -> str:
-    if code is None:
-        return "check that the SMTP server is running and the host/port are right"
-    if code in (421, 450, 451, 452, 454):
-        return "a transient failure: retry later with backoff (emailkit's retry policy does this)"
-    if code == 552:
-        return "the message is larger than the server accepts: shrink it or send attachments as links"
-    if code in (530, 535, 538):
-        return "check the credentials (or token) and whether the server wants STARTTLS first"
-    if code in (550, 551, 553):
-        return "the address was refused permanently: correct or remove it, do not retry as is"
-    return "read the reply text; 4xx codes are worth a retry, 5xx codes are not"
 
 
 def _ensure_message_id(message: EmailMessage) -> str:
@@ -137,13 +123,13 @@ class Connection:
             await self._abort()
             raise SMTPSendError(
                 f"SMTP server at {self.host}:{self.port} refused the session: {exc.code} {exc.message}",
-                code=exc.code, reply=exc.message, transcript=self.transcript, fix=_fix_for(exc.code),
+                code=exc.code, reply=exc.message, transcript=self.transcript, fix=fix_for(exc.code),
             ) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             await self._abort()
             raise SMTPSendError(
                 f"could not talk SMTP to {self.host}:{self.port}: {exc}",
-                transcript=self.transcript, fix=_fix_for(None),
+                transcript=self.transcript, fix=fix_for(None),
             ) from exc
         return self
 
@@ -165,12 +151,12 @@ class Connection:
             first = exc.recipients[0]
             raise SMTPSendError(
                 f"every recipient was refused; first: {first.recipient}: {first.code} {first.message}",
-                code=first.code, reply=first.message, transcript=self.transcript, fix=_fix_for(first.code),
+                code=first.code, reply=first.message, transcript=self.transcript, fix=fix_for(first.code),
             ) from exc
         except aiosmtplib.SMTPResponseException as exc:
             raise SMTPSendError(
                 f"SMTP server refused the message: {exc.code} {exc.message}",
-                code=exc.code, reply=exc.message, transcript=self.transcript, fix=_fix_for(exc.code),
+                code=exc.code, reply=exc.message, transcript=self.transcript, fix=fix_for(exc.code),
             ) from exc
         except ValueError as exc:
             # aiosmtplib refuses control characters and unusable addresses before they reach the wire.
@@ -179,7 +165,7 @@ class Connection:
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise SMTPSendError(
                 f"SMTP session with {self.host}:{self.port} failed: {exc}",
-                transcript=self.transcript, fix=_fix_for(None),
+                transcript=self.transcript, fix=fix_for(None),
             ) from exc
         match = _QUEUED.search(reply)
         return SendResult(
@@ -211,11 +197,12 @@ class Connection:
                 self._client.close()
             self._client = None
         if self._tap is not None:
-            # Let the proxy see the server's goodbye before it stops.
-            for _ in range(50):
-                if self._tap.last is None or self._tap.last.closed:
-                    break
-                await asyncio.sleep(0.01)
+            # Let the proxy see the server's goodbye before it stops (at most half a second).
+            if self._tap.last is not None:
+                try:
+                    await asyncio.to_thread(self._tap.wait_closed, 0.5)
+                except TimeoutError:
+                    pass
             self._close_tap()
 
     async def __aenter__(self) -> Connection:
@@ -225,9 +212,24 @@ class Connection:
         await self.close()
 
 
-async def send(message: EmailMessage, *, host: str, port: int, **options: Any) -> SendResult:
-    """Open a session, send one message, QUIT. Options as for `Connection`."""
-    conn = Connection(host, port, **options)
+async def send(
+    message: EmailMessage,
+    *,
+    host: str,
+    port: int,
+    username: str | None = None,
+    password: str | None = None,
+    oauth_token: str | None = None,
+    starttls: bool = False,
+    tls_context: ssl.SSLContext | None = None,
+    record: bool = False,
+    rtt: float = 0.0,
+    timeout: float = 10.0,
+    local_hostname: str | None = "emailkit.local",
+) -> SendResult:
+    """Open a session, send one message, QUIT. The keywords are `Connection`'s."""
+    conn = Connection(host, port, username=username, password=password, oauth_token=oauth_token, starttls=starttls,
+                      tls_context=tls_context, record=record, rtt=rtt, timeout=timeout, local_hostname=local_hostname)
     try:
         await conn.connect()
         result = await conn.send(message)
@@ -239,9 +241,25 @@ async def send(message: EmailMessage, *, host: str, port: int, **options: Any) -
 _sync_loop: BackgroundLoop | None = None
 
 
-def send_sync(message: EmailMessage, *, host: str, port: int, **options: Any) -> SendResult:
+def send_sync(
+    message: EmailMessage,
+    *,
+    host: str,
+    port: int,
+    username: str | None = None,
+    password: str | None = None,
+    oauth_token: str | None = None,
+    starttls: bool = False,
+    tls_context: ssl.SSLContext | None = None,
+    record: bool = False,
+    rtt: float = 0.0,
+    timeout: float = 10.0,
+    local_hostname: str | None = "emailkit.local",
+) -> SendResult:
     """`send()` for scripts and plain functions (runs on a private background loop)."""
     global _sync_loop
     if _sync_loop is None or not _sync_loop.running:
         _sync_loop = BackgroundLoop(name="emailkit-smtp")
-    return _sync_loop.run(send(message, host=host, port=port, **options))
+    return _sync_loop.run(send(message, host=host, port=port, username=username, password=password,
+                               oauth_token=oauth_token, starttls=starttls, tls_context=tls_context, record=record,
+                               rtt=rtt, timeout=timeout, local_hostname=local_hostname))

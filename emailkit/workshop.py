@@ -9,10 +9,11 @@ their own, started as a local process by JupyterHub's ``SimpleLocalProcessSpawne
   ``examples/`` and ``docs/``, which the notebooks link to);
 * their own evidence (``EMAILKIT_EVIDENCE_DIR``) and reports (``EMAILKIT_REPORTS_DIR``) folders in it;
 * their own mailbox and provider: every kernel's ``lab.connect()`` starts its own Mailpit process (or
-  sandbox) on free loopback ports, and its own provider with its own grant.
-
-A shared Mailpit (``MAILPIT_URL``) would put everyone's mail in one store, and the notebooks read
-whole mailboxes (POP3 downloads the maildrop), so the room refuses one: see `SharedMailpitRefused`.
+  sandbox) on free loopback ports, and its own provider with its own grant;
+* or, when the trainer gives the room one shared Mailpit (``MAILPIT_URL`` or ``--mailpit-url``), their
+  own share of it: ``EMAILKIT_PARTICIPANT`` is their user name, and their kernel's lab reads and sends
+  through `emailkit.participant` (an SMTP front that tags their mail, a REST gateway and POP3 limited
+  to that tag), so each sees only their own mail there.
 
 Stopping the room (Ctrl-C, or `Room.stop()`) stops the hub, which stops every single-user server
 (their kernels stop their Mailpits); anything still alive that carries the room's marker variable
@@ -49,7 +50,6 @@ __all__ = [
     "KernelRun",
     "RemoteKernel",
     "Room",
-    "SharedMailpitRefused",
     "WorkshopError",
     "add_arguments",
     "collect_reports",
@@ -75,10 +75,6 @@ _COPIED = ("notebooks", "examples", "docs")  # what each participant gets a copy
 
 class WorkshopError(EmailkitError):
     """The room cannot start or answer (a missing tool, a taken port, a hub that does not come up)."""
-
-
-class SharedMailpitRefused(WorkshopError):
-    """A room was given one Mailpit for everybody (MAILPIT_URL or backend external)."""
 
 
 def _error(message: str, fix: str) -> WorkshopError:
@@ -127,21 +123,24 @@ def _jupyterhub_command() -> list[str]:
     return [sys.executable, "-m", "jupyterhub"]
 
 
-def _mailbox_for_room(backend: str) -> tuple[str, str | None]:
-    """Which mailbox every participant's kernel starts: ("mailpit", binary) or ("sandbox", None)."""
-    chosen = (backend or "auto").strip().lower()
-    if chosen == "external" or (chosen == "auto" and os.environ.get("MAILPIT_URL")):
-        raise SharedMailpitRefused(
-            "a workshop room does not share one Mailpit (MAILPIT_URL is set): every participant would see "
-            "everyone's mail (the notebooks list, search and download whole mailboxes)",
-            fix="unset MAILPIT_URL: each participant's kernel then starts its own Mailpit (or sandbox) on "
-                "loopback; or give each participant their own JupyterLab with their own MAILPIT_URL")
-    if chosen not in {"auto", "mailpit", "sandbox"}:
-        raise InvalidInput("mailbox", f"{backend!r} is not a room mailbox", fix="use auto, mailpit or sandbox")
-    if chosen == "sandbox":
-        return "sandbox", None
+def _mailbox_for_room(backend: str, shared_url: str | None = None) -> tuple[str, str | None]:
+    """Which mailbox every participant's kernel opens: ("mailpit", binary), ("sandbox", None), or
+    ("external", binary) for a shared Mailpit (the binary, if any, for notebooks 01/05's second mailbox)."""
     from .mailboxes import find_mailpit
 
+    chosen = (backend or "auto").strip().lower()
+    if chosen not in {"auto", "external", "mailpit", "sandbox"}:
+        raise InvalidInput("mailbox", f"{backend!r} is not a room mailbox",
+                           fix="use auto, external (a shared Mailpit), mailpit or sandbox")
+    if chosen == "external" or (chosen == "auto" and shared_url):
+        if not shared_url:
+            raise InvalidInput("mailpit_url", "a shared Mailpit needs its address",
+                               fix="set MAILPIT_URL=http://host:8025 (and MAILPIT_SMTP=host:1025) or pass "
+                                   "--mailpit-url")
+        binary = find_mailpit()
+        return "external", str(binary) if binary else None
+    if chosen == "sandbox":
+        return "sandbox", None
     binary = find_mailpit()
     if binary is None:
         if chosen == "mailpit":
@@ -149,6 +148,33 @@ def _mailbox_for_room(backend: str) -> tuple[str, str | None]:
                                                                "--mailbox sandbox")
         return "sandbox", None
     return "mailpit", str(binary)
+
+
+def _check_shared(url: str, smtp: str | None, names: list[str]) -> str:
+    """The shared Mailpit answers (REST and SMTP) and every name can be its participant's tag;
+    returns its SMTP address (``host:port``)."""
+    from urllib.parse import urlsplit
+
+    from .errors import MailpitError
+    from .mailboxes import port_answers
+    from .mailpit import Mailpit, shown_url
+    from .participant import participant_tag
+
+    for name in names:
+        participant_tag(name, "names")
+    with Mailpit(url, timeout=5.0) as client:
+        try:
+            client.info()
+        except MailpitError as exc:
+            raise _error(f"the shared Mailpit at {shown_url(url)} does not answer: {exc.message}",
+                         fix="start it first (e.g. 'mailpit --max 0' on the room's machine), or fix "
+                             "MAILPIT_URL / --mailpit-url") from exc
+    address = smtp or f"{urlsplit(url).hostname or '127.0.0.1'}:1025"
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or not port_answers(host, int(port)):
+        raise _error(f"the shared Mailpit's API answers at {shown_url(url)}, but its SMTP port {address} does not",
+                     fix="set MAILPIT_SMTP=host:port (or --mailpit-smtp) to where it listens for SMTP")
+    return address
 
 
 # --------------------------------------------------------------------------- the hub's side
@@ -215,12 +241,15 @@ def prepare_participant(spawner: Any, settings: dict[str, Any]) -> None:
         "EMAILKIT_EVIDENCE_DIR": str(home / "evidence"),
         "EMAILKIT_REPORTS_DIR": str(home / "reports"),
         "EMAILKIT_MAILBOX": settings["mailbox"],
+        # their tag on a shared Mailpit (emailkit.participant); on a Mailpit of their own, only their name
         "EMAILKIT_PARTICIPANT": spawner.user.name,
         _MARKER: settings["room_id"],
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
     if settings.get("mailpit_bin"):
         env["MAILPIT_BIN"] = settings["mailpit_bin"]
+    if settings.get("mailpit_url"):
+        env["MAILPIT_URL"], env["MAILPIT_SMTP"] = settings["mailpit_url"], settings["mailpit_smtp"]
     spawner.environment = {**spawner.environment, **env}
 
 
@@ -243,6 +272,10 @@ class Room:
     ip: str = "127.0.0.1"
     port: int = 8000
     mailbox: str = "auto"
+    #: One Mailpit shared by the room (default ``MAILPIT_URL``; with ``mailbox="auto"`` or ``"external"``):
+    #: each participant then gets their own share of it (`emailkit.participant`).
+    mailpit_url: str | None = field(default_factory=lambda: os.environ.get("MAILPIT_URL") or None)
+    mailpit_smtp: str | None = field(default_factory=lambda: os.environ.get("MAILPIT_SMTP") or None)
     source: Path = ROOT
     ssl_cert: str | None = None
     ssl_key: str | None = None
@@ -281,6 +314,11 @@ class Room:
         return f"{scheme}://{host}:{self.port}"
 
     @property
+    def shared(self) -> bool:
+        """Whether the room shares one Mailpit (each participant seeing their own share of it)."""
+        return _mailbox_for_room(self.mailbox, self.mailpit_url)[0] == "external"
+
+    @property
     def log_file(self) -> Path:
         return self.hub_dir / "jupyterhub.log"
 
@@ -288,11 +326,15 @@ class Room:
 
     def start(self, *, timeout: float = 120.0) -> Room:
         """Start the hub (and its proxy); returns once its REST API answers."""
-        kind, binary = _mailbox_for_room(self.mailbox)
+        kind, binary = _mailbox_for_room(self.mailbox, self.mailpit_url)
+        if kind == "external":
+            assert self.mailpit_url is not None
+            self.mailpit_smtp = _check_shared(self.mailpit_url, self.mailpit_smtp, self.participants)
         command = [*_jupyterhub_command(), "-f", str(self._write_settings(kind, binary))]
         env = {**os.environ, _SETTINGS: str(self.hub_dir / "room.json"), _PASSWORD: self.password,
                _TOKEN: self.token, _MARKER: self.room_id}
-        env.pop("MAILPIT_URL", None)
+        env.pop("MAILPIT_URL", None)   # a shared Mailpit reaches each participant by the room's settings
+        env.pop("EMAILKIT_PARTICIPANT", None)
         log = self.log_file.open("ab")
         self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      cwd=self.hub_dir, env=env, start_new_session=True)
@@ -315,6 +357,8 @@ class Room:
             "proxy_command": proxy_command(), "hub_dir": str(self.hub_dir),
             "participants_dir": str(self.participants_dir), "source": str(Path(self.source).resolve()),
             "mailbox": kind, "mailpit_bin": binary, "room_id": self.room_id,
+            "mailpit_url": self.mailpit_url if kind == "external" else None,
+            "mailpit_smtp": self.mailpit_smtp if kind == "external" else None,
             "allow_root": hasattr(os, "geteuid") and os.geteuid() == 0,
             "ssl_cert": self.ssl_cert, "ssl_key": self.ssl_key,
         }
@@ -657,8 +701,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ip", default="127.0.0.1", help="where the hub listens (default loopback; 0.0.0.0 for a "
                                                           "room on the local network)")
     parser.add_argument("--port", type=int, default=8000, help="the hub's port (default 8000; 0 picks a free one)")
-    parser.add_argument("--mailbox", default="auto", choices=["auto", "mailpit", "sandbox"],
-                        help="each participant's own mailbox (auto: a Mailpit process when the binary is there)")
+    parser.add_argument("--mailbox", default="auto", choices=["auto", "external", "mailpit", "sandbox"],
+                        help="each participant's mailbox (auto: their share of the shared Mailpit when one is "
+                             "given, else a Mailpit process of their own when the binary is there, else the sandbox)")
+    parser.add_argument("--mailpit-url", default=os.environ.get("MAILPIT_URL") or None, metavar="URL",
+                        help="one Mailpit shared by the room (default $MAILPIT_URL): each participant sees only "
+                             "their own mail in it (docs/workshop.md, 'One shared Mailpit')")
+    parser.add_argument("--mailpit-smtp", default=os.environ.get("MAILPIT_SMTP") or None, metavar="HOST:PORT",
+                        help="the shared Mailpit's SMTP address (default $MAILPIT_SMTP, else the URL's host on 1025)")
     parser.add_argument("--ssl-cert", help="TLS certificate for the hub (with --ssl-key)")
     parser.add_argument("--ssl-key", help="TLS key for the hub")
     parser.add_argument("--output", type=Path, default=ROOT / "build" / "workshop-reports",
@@ -679,7 +729,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"reset {reset_participant(args.room, args.name)}: their next start gets a fresh workbook")
             return 0
         room = Room(participant_names(args.participants, args.names), root=args.room, ip=args.ip, port=args.port,
-                    mailbox=args.mailbox, ssl_cert=args.ssl_cert, ssl_key=args.ssl_key)
+                    mailbox=args.mailbox, mailpit_url=args.mailpit_url, mailpit_smtp=args.mailpit_smtp,
+                    ssl_cert=args.ssl_cert, ssl_key=args.ssl_key)
         # The hub runs in its own session (a Ctrl-C at the terminal reaches only this command), so this
         # command must stop it: on SIGTERM or a closed terminal (SIGHUP) as on Ctrl-C.
         for stop_signal in (signal.SIGTERM, signal.SIGHUP):
@@ -694,6 +745,11 @@ def run(args: argparse.Namespace) -> int:
         # The one place the password appears: the trainer's terminal (never a log or a file).
         print(f"  shared password (write it on the board): {room.password}")
         print(f"  each participant's folder: {room.participants_dir}/<name>/ (notebooks, evidence, reports)")
+        if room.shared:
+            from .mailpit import shown_url
+
+            print(f"  mail: one shared Mailpit at {shown_url(room.mailpit_url or '')}, each participant their own "
+                  "share of it (its own web UI shows everybody's mail: keep it for the trainer)")
         print("Ctrl-C stops the room and everything it started.", flush=True)
         while room.proc is not None and room.proc.poll() is None:
             time.sleep(1)

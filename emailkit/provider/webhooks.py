@@ -108,12 +108,12 @@ class _DeliveryFailed(Exception):
 
 
 def _retry_after(value: str | None, cap: float) -> float | None:
-    if not value:
-        return None
-    try:
-        return min(max(float(value), 0.0), cap)
-    except ValueError:
-        return None
+    """A receiver's ``Retry-After`` in seconds, capped at `cap` (read by the one parser, in `emailkit.replies`:
+    delta-seconds or an HTTP-date; junk is None, the past or a negative number 0)."""
+    from emailkit.replies import parse_retry_after
+
+    seconds = parse_retry_after(value)
+    return None if seconds is None else min(seconds, cap)
 
 
 class Dispatcher:

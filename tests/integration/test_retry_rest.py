@@ -8,9 +8,12 @@ provider cannot reach, the bounce from the sandbox's Chaos API refusing a recipi
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,7 +22,9 @@ import pytest
 from emailkit.faults import HTTP_OK, lost_reply, set_chaos
 from emailkit.mailpit import Mailpit
 from emailkit.provider import Provider, WebhookReceiver, verify_signature
-from emailkit.retry import RetryPolicy, send_rest_with_retry
+from emailkit.replies import classify_http
+from emailkit.delivery import send_rest_with_retry
+from emailkit.retry import RetryPolicy
 from emailkit.sandbox import Sandbox
 from emailkit.wiretap import Wiretap
 
@@ -168,3 +173,71 @@ async def test_an_unreachable_smtp_server_is_a_503_with_retry_after() -> None:
     assert not outcome.delivered and outcome.status == 503
     assert outcome.verdict.kind == "server_error" and outcome.verdict.retry_after is not None
     assert outcome.attempts == 1 and "Retry-After" in outcome.gave_up
+
+
+class _Busy:
+    """A real webhook receiver on loopback: the first POST gets 503 with `retry_after`, the next 200."""
+
+    def __init__(self, retry_after: str) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.arrived: list[float] = []
+        busy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                busy.arrived.append(time.monotonic())
+                self.send_response(503 if len(busy.arrived) == 1 else 200)
+                if len(busy.arrived) == 1:
+                    self.send_header("Retry-After", retry_after)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _http_date(seconds_from_now: float) -> str:
+    from email.utils import format_datetime
+
+    return format_datetime(datetime.now(timezone.utc) + timedelta(seconds=seconds_from_now), usegmt=True)
+
+
+@pytest.mark.parametrize(("retry_after", "low", "high"), [
+    ("0", 0.0, 1.0),                      # delta-seconds
+    (_http_date(-3600), 0.0, 1.0),        # an HTTP-date in the past: now (a seconds-only reader backs off 3 s)
+    ("http-date+2", 0.9, 2.6),            # an HTTP-date two seconds ahead (second resolution)
+], ids=["seconds", "past-date", "future-date"])
+async def test_webhook_deliveries_honour_retry_after_as_the_client_does(retry_after: str, low: float,
+                                                                        high: float) -> None:
+    """The provider's webhook retries read Retry-After with the client's parser (emailkit.replies)."""
+    from emailkit.provider.store import Store
+    from emailkit.provider.webhooks import Dispatcher
+
+    if retry_after == "http-date+2":
+        retry_after = _http_date(2)
+    receiver = _Busy(retry_after)
+    store = Store()
+    try:
+        hook = store.create_webhook(receiver.url, ["message.created"], "retry-after test")
+        dispatcher = Dispatcher(store, attempts=2, wait_initial=3.0, wait_max=3.0, wait_jitter=0.0)
+        assert dispatcher.emit("message.created", "grant", {"id": "m1"}) == 1
+        assert await dispatcher.drain(timeout=10)
+        await dispatcher.aclose()
+    finally:
+        receiver.close()
+    assert [d["status_code"] for d in store.deliveries(hook["id"])] == [503, 200]
+    waited = receiver.arrived[1] - receiver.arrived[0]
+    assert low <= waited < high, (retry_after, waited)
+    # The client's policy reads the same header the same way.
+    assert classify_http(503, {"Retry-After": retry_after}).retry_after is not None

@@ -18,6 +18,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from emailkit.errors import SMTPSendError
+from emailkit.replies import SMTP_REPLIES, fix_for
 from emailkit.smtp import Connection, send, send_sync
 from emailkit.wiretap import Wiretap
 
@@ -39,6 +40,10 @@ class Recorder:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001
         if address.startswith("nobody@"):
             return "550 5.1.1 <nobody@example.com>: user unknown"
+        if address.startswith("crowd@"):
+            return "452 4.5.3 Too many recipients"
+        if address.startswith("huge@"):
+            return "552 5.3.4 Message too big for system"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -120,6 +125,20 @@ async def test_wrong_password_raises_with_code_and_fix(server: tuple[Controller,
     with pytest.raises(SMTPSendError) as info:
         await send(message(), host="127.0.0.1", port=controller.port, username="bob", password="wrong")
     assert info.value.code == 535 and "credentials" in info.value.fix
+    assert info.value.fix == SMTP_REPLIES[535].fix  # the one table's fix
+    assert handler.envelopes == []
+
+
+@pytest.mark.parametrize(("to", "code"), [("nobody@example.com", 550), ("crowd@example.com", 452),
+                                          ("huge@example.com", 552)])
+async def test_a_refusal_carries_the_tables_fix(server: tuple[Controller, Recorder], to: str, code: int) -> None:
+    controller, handler = server
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "bob@example.com", to, "refused"
+    msg.set_content("x")
+    with pytest.raises(SMTPSendError) as info:
+        await send(msg, host="127.0.0.1", port=controller.port)
+    assert info.value.code == code and info.value.fix == SMTP_REPLIES[code].fix == fix_for(code)
     assert handler.envelopes == []
 
 
@@ -169,7 +188,16 @@ def test_send_sync_works_without_an_event_loop(server: tuple[Controller, Recorde
 async def test_refused_connection_gives_a_clear_error() -> None:
     with pytest.raises(SMTPSendError) as info:
         await send(message(), host="127.0.0.1", port=free_port(), timeout=2)
-    assert "running" in info.value.fix
+    assert "running" in info.value.fix and info.value.fix == fix_for(None)
+
+
+async def test_a_recorded_send_returns_the_whole_closed_conversation(server: tuple[Controller, Recorder]) -> None:
+    controller, _ = server
+    for _ in range(3):  # the goodbye is in every time, not by luck of timing
+        result = await send(message(), host="127.0.0.1", port=controller.port, record=True)
+        t = result.transcript
+        assert t is not None and t.closed
+        assert t.lines[-1].direction == "S" and t.lines[-1].text.startswith("221")
 
 
 async def test_blocked_port_refuse_and_stall() -> None:

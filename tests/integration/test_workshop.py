@@ -3,7 +3,8 @@
 It logs them in with the room's shared password, spawns their servers through the hub's REST API,
 runs notebook 00 (their own copy) cell by cell in a kernel of each participant's server through the
 hub's proxy, checks that one participant's mail, evidence and reports are invisible to the others,
-and that stopping the room leaves no process behind. Without jupyterhub or npm's
+and that stopping the room leaves no process behind. A second room does the same with one real Mailpit
+shared by all three (each participant's share of it: emailkit.participant). Without jupyterhub or npm's
 configurable-http-proxy it skips locally and fails under CI.
 """
 
@@ -19,9 +20,10 @@ import httpx
 import pytest
 
 from emailkit.errors import InvalidInput
+from emailkit.mailboxes import MailpitProcess, find_mailpit
+from emailkit.mailpit import Mailpit
 from emailkit.workshop import (
     Room,
-    SharedMailpitRefused,
     WorkshopError,
     collect_reports,
     participant_names,
@@ -29,6 +31,7 @@ from emailkit.workshop import (
     reset_participant,
     room_processes,
 )
+from tests.support import need_mailpit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,7 +112,7 @@ def test_a_room_of_three_each_on_their_own_server_mailbox_evidence_and_reports(t
     _need_the_hub()
     names = participant_names(3)
     kernels: list = []
-    room = Room(names, root=tmp_path / "room", port=0)
+    room = Room(names, root=tmp_path / "room", port=0, mailpit_url=None)
     started = time.monotonic()
     room.start()
     try:
@@ -192,15 +195,102 @@ def test_a_room_of_three_each_on_their_own_server_mailbox_evidence_and_reports(t
     assert time.monotonic() - started < 420
 
 
-def test_a_room_refuses_a_shared_mailpit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("MAILPIT_URL", "http://127.0.0.1:8025")
-    room = Room(["ann"], root=tmp_path, port=0)
-    with pytest.raises(SharedMailpitRefused, match="MAILPIT_URL") as caught:
+# In each participant's kernel on a shared Mailpit: what their lab is, and what their POP3 maildrop holds.
+_SHARED_CHECK = """
+import json, poplib
+pop = poplib.POP3(lab.pop3.host, lab.pop3.port, timeout=10)
+pop.user(lab.pop3.user)
+pop.pass_(lab.pop3.password)
+in_pop3 = pop.stat()[0]
+pop.quit()
+print(json.dumps({"label": lab.mailbox.label, "web_ui": lab.web_ui, "pop3": in_pop3,
+                  "stored": lab.mailpit.info()["Messages"], "shared": os.environ["MAILPIT_URL"]}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_room_of_three_on_one_shared_mailpit_each_reads_only_their_own_mail(tmp_path: Path) -> None:
+    _need_the_hub()
+    need_mailpit()
+    names = participant_names(3)
+    with MailpitProcess(find_mailpit(), max_messages=0, chaos=False) as shared:
+        room = Room(names, root=tmp_path / "room", port=0, mailpit_url=shared.api_url,
+                    mailpit_smtp=f"127.0.0.1:{shared.smtp_port}")
+        assert room.shared
+        started = time.monotonic()
         room.start()
-    assert "unset MAILPIT_URL" in caught.value.fix
+        try:
+            for name in names:
+                room.start_server(name)
+            for name in names:
+                room.spawn(name)
+            spawned = time.monotonic()
+            seen: dict[str, dict] = {}
+            for name in names:
+                notebook = room.home(name) / "notebooks" / "00_start_here.ipynb"
+                with room.kernel(name) as kernel:
+                    for index, code in enumerate(_code_cells(notebook)):
+                        result = kernel.run(code, timeout=180)
+                        assert result.status == "ok", f"{name}: notebook 00, code cell {index}: {result.error}"
+                    views = []
+                    for check in (_CHECK, _SHARED_CHECK):
+                        result = kernel.run(check, timeout=120)
+                        assert result.status == "ok", f"{name}: {result.error}"
+                        views.append(json.loads(result.stdout.strip().splitlines()[-1]))
+                    seen[name] = {**views[0], **views[1]}
+            ran = time.monotonic()
+
+            with Mailpit(shared.api_url) as whole:
+                stored = whole.messages(limit=500).messages
+            owners = {m.id: [n for n in names if n in m.tags] for m in stored}
+            assert all(len(o) == 1 for o in owners.values()), "a message without exactly one participant's tag"
+            for name, view in seen.items():
+                others = [n for n in names if n != name]
+                mine = [m for m in stored if owners[m.id] == [name]]
+                assert view["kind"] == "external" and view["shared"] == shared.api_url
+                assert view["label"].endswith(f"participant {name} (their own mail only)") and view["web_ui"] is None
+                assert f"only for {name}" in view["subjects"]
+                assert not any(f"only for {o}" in s for o in others for s in view["subjects"]), view["subjects"]
+                assert sorted(view["subjects"]) == sorted(m.subject for m in mine)
+                assert view["stored"] == len(mine) == view["pop3"] and len(mine) >= 2  # notebook 00's + the check's
+            assert len({s["api"] for s in seen.values()}) == 3
+        finally:
+            room.stop()
+        stopped = time.monotonic()
+        assert room_processes(room.room_id) == []
+        assert shared.proc is not None and shared.proc.poll() is None, "stopping the room stopped the shared Mailpit"
+    print(f"shared room: hub + 3 servers {spawned - started:.1f} s, notebook 00 x3 {ran - spawned:.1f} s, "
+          f"stop {stopped - ran:.1f} s")
+    assert stopped - started < 420
+
+
+def test_a_shared_room_checks_its_mailpit_and_names_before_it_starts(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    from emailkit.mailboxes import free_port
+
+    monkeypatch.setenv("MAILPIT_URL", f"http://127.0.0.1:{free_port()}")   # nothing listens there
+    room = Room(["ann"], root=tmp_path, port=0)
+    assert room.shared
+    with pytest.raises(WorkshopError, match="does not answer") as caught:
+        room.start()
+    assert "MAILPIT_URL" in caught.value.fix
     assert room.proc is None and not (tmp_path / "hub").exists()
-    with pytest.raises(SharedMailpitRefused):
+    monkeypatch.delenv("MAILPIT_URL")
+    with pytest.raises(InvalidInput) as invalid:
         Room(["ann"], root=tmp_path, port=0, mailbox="external").start()
+    assert invalid.value.field == "mailpit_url"
+    from emailkit.sandbox import Sandbox
+
+    with Sandbox(starttls=False) as box:
+        with pytest.raises(InvalidInput) as invalid:   # a user name that cannot be a participant's tag
+            Room(["-ann"], root=tmp_path, port=0, mailpit_url=box.api_url,
+                 mailpit_smtp=f"127.0.0.1:{box.smtp_port}").start()
+        assert invalid.value.field == "names"
+        with pytest.raises(WorkshopError, match="SMTP port"):
+            Room(["ann"], root=tmp_path, port=0, mailpit_url=box.api_url,
+                 mailpit_smtp=f"127.0.0.1:{free_port()}").start()
+    assert not (tmp_path / "hub").exists()
 
 
 def test_room_names_and_passwords_are_checked() -> None:
@@ -252,10 +342,13 @@ def test_the_command_line_collects_resets_and_refuses_with_a_clear_message(
     assert not (tmp_path / "participants" / "ann").exists()
     assert main(["workshop", "--participants", "0", "--room", str(tmp_path)]) == 2
     assert "participants" in capsys.readouterr().err
-    monkeypatch.setenv("MAILPIT_URL", "http://127.0.0.1:8025")
-    assert main(["workshop", "--participants", "2", "--room", str(tmp_path / "r"), "--port", "0"]) == 2
+    from emailkit.mailboxes import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    assert main(["workshop", "--participants", "2", "--room", str(tmp_path / "r"), "--port", "0",
+                 "--mailpit-url", dead]) == 2
     err = capsys.readouterr().err
-    assert "does not share one Mailpit" in err and "unset MAILPIT_URL" in err
+    assert "shared Mailpit" in err and "does not answer" in err and "MAILPIT_URL" in err
     assert not (tmp_path / "r" / "hub").exists()
 
 
