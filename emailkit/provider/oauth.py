@@ -58,8 +58,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from authlib.oauth2 import AuthorizationServer, OAuth2Error, OAuth2Request
@@ -85,9 +84,6 @@ from starlette.responses import Response
 from emailkit.errors import InvalidInput
 from emailkit.message import parse_address
 from emailkit.provider.store import Store
-
-if TYPE_CHECKING:
-    from fastapi import APIRouter
 
 __all__ = [
     "API_KEY_AUTH",
@@ -554,13 +550,6 @@ class OAuth:
         """Close the store if this object opened it (the provider closes its own)."""
         if self._owns_store:
             self.store.close()
-
-    @cached_property
-    def router(self) -> APIRouter:
-        """The HTTP routes, as `emailkit.provider.routes.oauth.router(self)` builds them (mount that instead)."""
-        from emailkit.provider.routes.oauth import router  # the HTTP layer imports this module, not the reverse
-
-        return router(self)
 
     # -- clients ---------------------------------------------------------------------------
     def register_client(
