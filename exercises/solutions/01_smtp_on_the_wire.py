@@ -30,7 +30,7 @@ async def main() -> None:
                    headers={"Connection": "close"},
                    json={"From": {"Email": "bob@example.org"}, "To": [{"Email": a} for a in to],
                          "Subject": f"{n} recipients over REST", "Text": "Counting round trips."})
-        counted[n] = (sent.transcript.round_trips, http_tap.last.round_trips)
+        counted[n] = (sent.transcript.round_trips, http_tap.wait_closed().round_trips)
     ### END SOLUTION
     for n, (smtp, rest) in counted.items():
         print(f"{n} recipients: SMTP {smtp} round trips (predicted {n + 5}), REST {rest} (predicted 1)")

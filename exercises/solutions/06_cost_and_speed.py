@@ -28,7 +28,7 @@ async def main() -> None:
     httpx.post(f"http://{http_tap.host}:{http_tap.port}/api/v1/send", timeout=10, headers={"Connection": "close"},
                json={"From": {"Email": "bench@example.com"}, "To": [{"Email": "inbox@example.com"}],
                      "Subject": "at 40 ms over REST", "Text": "How long?"})
-    smtp, rest = smtp_tap.last, http_tap.last
+    smtp, rest = await smtp_tap.wait_closed_async(), http_tap.wait_closed()   # each conversation whole
     ### END SOLUTION
     for name, t in (("SMTP", smtp), ("REST", rest)):
         print(f"{name}: {t.round_trips} round trips, {t.duration * 1000:.0f} ms (at least {t.round_trips * 40} ms)")
