@@ -27,10 +27,15 @@ from .stack import IMAPAccess, Stack
 from .wiretap import Wiretap
 
 if TYPE_CHECKING:
+    import os
+    import ssl
+
     import pandas as pd
 
+    from .mailboxes import Backend
     from .provider.provider import Provider
     from .sandbox import Sandbox
+    from .tls import LabCA
 
 __all__ = ["IMAPAccess", "Lab", "POP3Access", "connect"]
 
@@ -148,9 +153,19 @@ class Lab:
         self._taps.append(tap)
         return tap
 
-    async def send(self, message: EmailMessage, **options: Any) -> SendResult:
-        """Send `message` to this lab's SMTP server (options as for `emailkit.smtp.send`)."""
-        return await send(message, host=self.smtp_host, port=self.smtp_port, **options)
+    async def send(self, message: EmailMessage, *, username: str | None = None, password: str | None = None,
+                   oauth_token: str | None = None, starttls: bool = False, tls_context: ssl.SSLContext | None = None,
+                   record: bool = False, rtt: float = 0.0, timeout: float = 10.0,
+                   local_hostname: str | None = "emailkit.local") -> SendResult:
+        """Send `message` to this lab's SMTP server in one session (`emailkit.smtp.send`).
+
+        The keywords are `emailkit.smtp.Connection`'s: AUTH with `username` + `password` (or
+        `oauth_token` for XOAUTH2), `starttls`, `record=True` for a `Transcript` on the result,
+        `rtt` seconds of simulated round trip.
+        """
+        return await send(message, host=self.smtp_host, port=self.smtp_port, username=username, password=password,
+                          oauth_token=oauth_token, starttls=starttls, tls_context=tls_context, record=record, rtt=rtt,
+                          timeout=timeout, local_hostname=local_hostname)
 
     def summary(self) -> str:
         """One line: which mailbox is in use, its version, and where its web UI is."""
@@ -184,22 +199,29 @@ class Lab:
 _lab: Lab | None = None
 
 
-def connect(*, fresh: bool = False, backend: str = "auto", provider_options: dict[str, Any] | None = None,
-            **mailbox_options: Any) -> Lab:
+def connect(*, fresh: bool = False, backend: Backend | str = "auto", provider_options: dict[str, Any] | None = None,
+            url: str | None = None, binary: str | None = None, database: str | os.PathLike[str] | None = None,
+            max_messages: int = 500, max_message_size_mb: int = 50, max_recipients: int = 100, chaos: bool = True,
+            pop3: bool = True, starttls: bool = False, ca: LabCA | None = None, host: str = "127.0.0.1",
+            smtp_port: int = 0, http_port: int = 0, pop3_port: int = 0, participant: str | None = None) -> Lab:
     """Return the workbook's `Lab`, starting its mailbox server (and noting any fall-back on stderr).
 
-    `backend` (or `EMAILKIT_MAILBOX`) forces ``"external"``, ``"mailpit"`` or ``"sandbox"``;
-    `mailbox_options` go to `emailkit.mailboxes.open_mailbox` (``starttls=True``, ``max_messages``,
-    ``max_recipients``, ``max_message_size_mb``, ...; an external Mailpit keeps its own settings),
-    `provider_options` to the provider (``rate_limit``, ``poll_interval``, ...). The options of the
-    first call win: a different choice than the running lab's needs ``fresh=True``.
+    `backend` (or `EMAILKIT_MAILBOX`) forces ``"external"``, ``"mailpit"`` or ``"sandbox"``; the
+    keywords after `provider_options` are `emailkit.mailboxes.open_mailbox`'s (``starttls=True``,
+    ``max_messages``, ``max_recipients``, ``max_message_size_mb``, ...; an external Mailpit keeps its
+    own settings; `participant` reads a shared one through that participant's scope), `provider_options`
+    go to the provider (``rate_limit``, ``poll_interval``, ...).
+    The options of the first call win: a different choice than the running lab's needs ``fresh=True``.
     """
     global _lab
     if _lab is not None and not fresh:
         return _lab
     if _lab is not None:
         _lab.close()
-    stack = Stack(backend, provider_options=provider_options, **mailbox_options).start()
+    stack = Stack(backend, provider_options=provider_options, url=url, binary=binary, database=database,
+                  max_messages=max_messages, max_message_size_mb=max_message_size_mb, max_recipients=max_recipients,
+                  chaos=chaos, pop3=pop3, starttls=starttls, ca=ca, host=host, smtp_port=smtp_port,
+                  http_port=http_port, pop3_port=pop3_port, participant=participant).start()
     for note in stack.notes:
         print(f"emailkit: {note}; using the {stack.mailbox.label}", file=sys.stderr)
     _lab = Lab(stack)

@@ -1,9 +1,14 @@
 """The one Mailpit REST client, for a real Mailpit and the embedded sandbox alike.
 
 `Mailpit` (sync) and `AsyncMailpit` share one implementation: every operation is written
-once as a small generator that yields HTTP requests and parses the responses, and each
-class drives it with its own httpx client. Results are typed (`MessagesPage`,
-`MessageSummary`, `Message`) and keep the JSON they came from in `.raw`.
+once as a small generator (in `_Operations`) that yields HTTP requests and parses the responses;
+each class drives it with its own httpx client through a one-line, fully typed public method
+(`Mailpit.search(...) -> MessagesPage`, `await AsyncMailpit.search(...) -> MessagesPage`). The
+twins' signatures are pinned equal by tests/unit/test_typing.py, and mypy checks each one-liner
+against the generator it drives. Results are typed: `MessagesPage`, `MessageSummary`, `Message`
+keep the JSON they came from in `.raw`; the answers that stay JSON objects are TypedDicts with
+Mailpit's own field names (`AppInformation`, `ChaosTriggers`), as is the body of `send`
+(`SendRequest`).
 
     mp = Mailpit("http://127.0.0.1:8025")
     mp.wait_for('subject:"Welcome"')[0].id
@@ -15,18 +20,22 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
-from typing import Any, TypeVar
 
 import httpx
 
 from .errors import MailpitError, MailpitNotFound, MailpitTimeout, MailpitUnreachable
 
-__all__ = ["MAILPIT_VERSION", "Address", "AsyncMailpit", "Mailpit", "Message", "MessageSummary", "MessagesPage",
-           "shown_url"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["MAILPIT_VERSION", "Address", "AppInformation", "AsyncMailpit", "ChaosTrigger", "ChaosTriggers", "ChaosUpdate",
+           "Mailpit", "Message", "MessageSummary", "MessagesPage", "RuntimeStats", "SendAddress", "SendAttachment",
+           "SendRequest", "shown_url"]
 
 #: The Mailpit release the workbook is built and tested against: `make mailpit` builds it,
 #: docker-compose.yml runs it, the sandbox imitates it and the contract tests read its spec.
@@ -112,7 +121,7 @@ class MessagesPage:
     def __len__(self) -> int:
         return len(self.messages)
 
-    def to_dataframe(self) -> Any:
+    def to_dataframe(self) -> pd.DataFrame:
         """The page as a pandas DataFrame, one row per message."""
         import pandas as pd
 
@@ -158,6 +167,81 @@ class Message:
             text=d.get("Text", ""), html=d.get("HTML", ""), size=int(d.get("Size", 0)),
             attachments=list(d.get("Attachments") or []), raw=d,
         )
+
+
+# -- the JSON objects that stay dicts: names and fields as in Mailpit's OpenAPI spec ------------
+
+
+class RuntimeStats(TypedDict):
+    """`AppInformation["RuntimeStats"]`: counters since the server started."""
+
+    Memory: int  # bytes in use
+    MessagesDeleted: int
+    SMTPAccepted: int
+    SMTPAcceptedSize: int  # bytes
+    SMTPIgnored: int  # duplicates dropped (--ignore-duplicate-ids)
+    SMTPRejected: int
+    Uptime: int  # seconds
+
+
+class AppInformation(TypedDict):
+    """The answer of `GET /api/v1/info` (`Mailpit.info()`)."""
+
+    Version: str
+    LatestVersion: str
+    Database: str
+    DatabaseSize: int  # bytes
+    Messages: int
+    Unread: int
+    Tags: dict[str, int]  # tag -> messages carrying it
+    RuntimeStats: RuntimeStats
+
+
+class ChaosTrigger(TypedDict):
+    """One Chaos trigger: answer `ErrorCode` (400-599) to `Probability` % of the commands."""
+
+    ErrorCode: int
+    Probability: int
+
+
+class ChaosTriggers(TypedDict):
+    """The answer of `GET`/`PUT /api/v1/chaos` (`Mailpit.chaos()`, `Mailpit.set_chaos()`)."""
+
+    Authentication: ChaosTrigger
+    Recipient: ChaosTrigger
+    Sender: ChaosTrigger
+
+
+class SendAddress(TypedDict):
+    """An address in a `SendRequest`: ``{"Email": "bob@example.com", "Name": "Bob"}``."""
+
+    Email: str
+    Name: NotRequired[str]
+
+
+class SendAttachment(TypedDict):
+    """An attachment in a `SendRequest`; `Content` is base64."""
+
+    Content: str
+    Filename: str
+    ContentID: NotRequired[str]  # makes it inline, for ``cid:`` references in HTML
+    ContentType: NotRequired[str]
+
+
+class SendRequest(TypedDict):
+    """The body of `POST /api/v1/send` (`Mailpit.send()`); only `From` is required."""
+
+    From: SendAddress
+    To: NotRequired[list[SendAddress]]
+    Cc: NotRequired[list[SendAddress]]
+    Bcc: NotRequired[list[str]]  # bare addresses, as Mailpit takes them
+    ReplyTo: NotRequired[list[SendAddress]]
+    Subject: NotRequired[str]
+    Text: NotRequired[str]
+    HTML: NotRequired[str]
+    Attachments: NotRequired[list[SendAttachment]]
+    Headers: NotRequired[dict[str, str]]
+    Tags: NotRequired[list[str]]
 
 
 # -- the operations, written once ----------------------------------------------------------
@@ -242,183 +326,110 @@ def _page(start: int, limit: int) -> dict[str, int]:
 
 
 class _Operations:
-    """The API once; `_drive` (sync or async) turns each generator into a result."""
+    """The API once, as generators: each yields `_Request`s (and `_Sleep`s) and returns the result.
 
-    def _drive(self, op: _Op[T]) -> Any:  # pragma: no cover - replaced by subclasses
-        raise NotImplementedError
+    `Mailpit` and `AsyncMailpit` give each one a public method that drives it with their own client.
+    """
 
-    def messages(self, start: int = 0, limit: int = 50) -> Any:
-        """Newest first; `limit=0` returns every message."""
+    base_url: str
 
-        def op() -> _Op[MessagesPage]:
-            r = yield _Request("GET", "/api/v1/messages", _page(start, limit))
-            assert r is not None
-            return MessagesPage.from_json(_json(_check(r, "list messages"), "list messages"))
+    def _messages(self, start: int, limit: int) -> _Op[MessagesPage]:
+        r = yield _Request("GET", "/api/v1/messages", _page(start, limit))
+        assert r is not None
+        return MessagesPage.from_json(_json(_check(r, "list messages"), "list messages"))
 
-        return self._drive(op())
+    def _search(self, query: str, start: int, limit: int) -> _Op[MessagesPage]:
+        r = yield _Request("GET", "/api/v1/search", {"query": query, **_page(start, limit)})
+        assert r is not None
+        return MessagesPage.from_json(_json(_check(r, f"search {query!r}"), f"search {query!r}"))
 
-    def search(self, query: str, start: int = 0, limit: int = 50) -> Any:
-        """Mailpit search syntax: words, "phrases", from:, to:, subject:, is:unread, …"""
-
-        def op() -> _Op[MessagesPage]:
-            r = yield _Request("GET", "/api/v1/search", {"query": query, **_page(start, limit)})
-            assert r is not None
-            return MessagesPage.from_json(_json(_check(r, f"search {query!r}"), f"search {query!r}"))
-
-        return self._drive(op())
-
-    def stored_ids(self, message_id: str, *, limit: int = 50) -> Any:
-        """Database IDs of the stored messages whose Message-ID is exactly `message_id` (newest first).
-
-        Before re-sending after a broken connection this tells whether the server stored the message
-        although its `250` never arrived. Mailpit's ``message-id:`` search is a substring match of
-        one search word, and its query parser splits quoted or comma-holding IDs (``<"a,b"@x>``), so
-        the search uses the longest plain run of the ID and the exact comparison is made here.
-        """
+    def _stored_ids(self, message_id: str, limit: int) -> _Op[list[str]]:
+        # Mailpit's ``message-id:`` search is a substring match of one search word, and its query
+        # parser splits quoted or comma-holding IDs (``<"a,b"@x>``), so the search uses the longest
+        # plain run of the ID and the exact comparison is made here.
         bare = message_id.strip().strip("<>")
         runs = re.findall(r"[A-Za-z0-9._@+=$%&#!/^`{|}~-]+", bare)
         word = max(runs, key=len) if runs else ""
+        if not word:
+            return []
+        query = f"message-id:{word}"
+        r = yield _Request("GET", "/api/v1/search", {"query": query, **_page(0, limit)})
+        assert r is not None
+        page = MessagesPage.from_json(_json(_check(r, f"search {query!r}"), f"search {query!r}"))
+        return [m.id for m in page.messages if m.message_id.strip("<>") == bare]
 
-        def op() -> _Op[list[str]]:
-            if not word:
-                return []
-            query = f"message-id:{word}"
-            r = yield _Request("GET", "/api/v1/search", {"query": query, **_page(0, limit)})
+    def _message(self, id: str, query: str | None) -> _Op[Message]:
+        r = yield _Request("GET", f"/api/v1/message/{id}", {"query": query} if query else None)
+        assert r is not None
+        return Message.from_json(_json(_check(r, f"message {id}"), f"message {id}"))
+
+    def _headers(self, id: str) -> _Op[dict[str, list[str]]]:
+        r = yield _Request("GET", f"/api/v1/message/{id}/headers")
+        assert r is not None
+        return dict(_json(_check(r, f"headers of {id}"), f"headers of {id}"))
+
+    def _raw(self, id: str) -> _Op[bytes]:
+        r = yield _Request("GET", f"/api/v1/message/{id}/raw")
+        assert r is not None
+        return _check(r, f"raw source of {id}").content
+
+    def _send(self, payload: SendRequest) -> _Op[str]:
+        r = yield _Request("POST", "/api/v1/send", json=payload)
+        assert r is not None
+        return str(_json(_check(r, "send"), "send")["ID"])
+
+    def _set_read(self, ids: list[str] | None, read: bool, search: str | None) -> _Op[None]:
+        if ids is not None and not ids and search is None:
+            return  # an empty selection: Mailpit would read it as "every message"
+        body: dict[str, Any] = {"Read": read}
+        if ids is not None:
+            body["IDs"] = ids
+        if search is not None:
+            body["Search"] = search
+        r = yield _Request("PUT", "/api/v1/messages", json=body)
+        assert r is not None
+        _check(r, "set read status")
+
+    def _delete(self, ids: list[str] | None) -> _Op[None]:
+        if ids is not None and not ids:
+            return  # Mailpit reads "no IDs" as "all": never send that for an empty selection
+        r = yield _Request("DELETE", "/api/v1/messages", json={"IDs": ids} if ids else None)
+        assert r is not None
+        _check(r, "delete messages")
+
+    def _info(self) -> _Op[AppInformation]:
+        r = yield _Request("GET", "/api/v1/info")
+        assert r is not None
+        return cast(AppInformation, dict(_json(_check(r, "info"), "info")))
+
+    def _chaos(self, triggers: Mapping[str, Any] | None) -> _Op[ChaosTriggers]:
+        if triggers is None:
+            r = yield _Request("GET", "/api/v1/chaos")
+        else:
+            r = yield _Request("PUT", "/api/v1/chaos", json=dict(triggers))
+        assert r is not None
+        return cast(ChaosTriggers, dict(_json(_check_chaos(r, self.base_url), "chaos")))
+
+    def _ready(self) -> _Op[bool]:
+        r = yield _Request("GET", "/readyz", unreachable_ok=True)
+        return r is not None and r.status_code == 200
+
+    def _wait_for(self, query: str, timeout: float, count: int, interval: float) -> _Op[list[MessageSummary]]:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            r = yield _Request("GET", "/api/v1/search", {"query": query, "start": 0, "limit": max(count, 50)})
             assert r is not None
             page = MessagesPage.from_json(_json(_check(r, f"search {query!r}"), f"search {query!r}"))
-            return [m.id for m in page.messages if m.message_id.strip("<>") == bare]
-
-        return self._drive(op())
-
-    def message(self, id: str = "latest", *, query: str | None = None) -> Any:
-        """The whole message (marks it read). `id="latest"` (+ `query`) means the newest match."""
-
-        def op() -> _Op[Message]:
-            r = yield _Request("GET", f"/api/v1/message/{id}", {"query": query} if query else None)
-            assert r is not None
-            return Message.from_json(_json(_check(r, f"message {id}"), f"message {id}"))
-
-        return self._drive(op())
-
-    def headers(self, id: str) -> Any:
-        """Every header as {Canonical-Name: [raw values]} (Message-Id, In-Reply-To, References…)."""
-
-        def op() -> _Op[dict[str, list[str]]]:
-            r = yield _Request("GET", f"/api/v1/message/{id}/headers")
-            assert r is not None
-            return dict(_json(_check(r, f"headers of {id}"), f"headers of {id}"))
-
-        return self._drive(op())
-
-    def raw(self, id: str) -> Any:
-        """The stored RFC 5322 source, with Mailpit's own added headers."""
-
-        def op() -> _Op[bytes]:
-            r = yield _Request("GET", f"/api/v1/message/{id}/raw")
-            assert r is not None
-            return _check(r, f"raw source of {id}").content
-
-        return self._drive(op())
-
-    def send(self, payload: dict[str, Any]) -> Any:
-        """POST /api/v1/send (Mailpit's JSON: From/To use "Email"); returns the new database ID."""
-
-        def op() -> _Op[str]:
-            r = yield _Request("POST", "/api/v1/send", json=payload)
-            assert r is not None
-            return str(_json(_check(r, "send"), "send")["ID"])
-
-        return self._drive(op())
-
-    def set_read(self, ids: list[str] | None = None, read: bool = True, *, search: str | None = None) -> Any:
-        """Mark IDs (or a search's matches, or everything when both are None) read or unread."""
-
-        def op() -> _Op[None]:
-            if ids is not None and not ids and search is None:
-                return  # an empty selection: Mailpit would read it as "every message"
-            body: dict[str, Any] = {"Read": read}
-            if ids is not None:
-                body["IDs"] = ids
-            if search is not None:
-                body["Search"] = search
-            r = yield _Request("PUT", "/api/v1/messages", json=body)
-            assert r is not None
-            _check(r, "set read status")
-
-        return self._drive(op())
-
-    def delete(self, ids: list[str] | None = None) -> Any:
-        """Delete these IDs; with None, delete EVERY message (as Mailpit does). An empty list deletes nothing."""
-
-        def op() -> _Op[None]:
-            if ids is not None and not ids:
-                return  # Mailpit reads "no IDs" as "all": never send that for an empty selection
-            r = yield _Request("DELETE", "/api/v1/messages", json={"IDs": ids} if ids else None)
-            assert r is not None
-            _check(r, "delete messages")
-
-        return self._drive(op())
-
-    def info(self) -> Any:
-        """Version, database, counts and runtime statistics."""
-
-        def op() -> _Op[dict[str, Any]]:
-            r = yield _Request("GET", "/api/v1/info")
-            assert r is not None
-            return dict(_json(_check(r, "info"), "info"))
-
-        return self._drive(op())
-
-    def chaos(self) -> Any:
-        """The Chaos triggers (``GET /api/v1/chaos``; Mailpit started with --enable-chaos)."""
-
-        def op() -> _Op[dict[str, Any]]:
-            r = yield _Request("GET", "/api/v1/chaos")
-            assert r is not None
-            return dict(_json(_check_chaos(r, self.base_url), "chaos"))
-
-        return self._drive(op())
-
-    def set_chaos(self, triggers: dict[str, Any]) -> Any:
-        """Set the Chaos triggers (``PUT /api/v1/chaos``); omitted triggers reset. Returns the new ones."""
-
-        def op() -> _Op[dict[str, Any]]:
-            r = yield _Request("PUT", "/api/v1/chaos", json=triggers)
-            assert r is not None
-            return dict(_json(_check_chaos(r, self.base_url), "chaos"))
-
-        return self._drive(op())
-
-    def ready(self) -> Any:
-        """True when /readyz answers 200; False when it answers otherwise or nothing answers."""
-
-        def op() -> _Op[bool]:
-            r = yield _Request("GET", "/readyz", unreachable_ok=True)
-            return r is not None and r.status_code == 200
-
-        return self._drive(op())
-
-    def wait_for(self, query: str, timeout: float = 5.0, *, count: int = 1, interval: float = 0.05) -> Any:
-        """Poll the search until at least `count` messages match; return them (newest first)."""
-
-        def op() -> _Op[list[MessageSummary]]:
-            deadline = time.monotonic() + timeout
-            seen = 0
-            while True:
-                r = yield _Request("GET", "/api/v1/search", {"query": query, "start": 0, "limit": max(count, 50)})
-                assert r is not None
-                page = MessagesPage.from_json(_json(_check(r, f"search {query!r}"), f"search {query!r}"))
-                seen = page.messages_count
-                if seen >= count:
-                    return page.messages[:count]
-                if time.monotonic() >= deadline:
-                    raise MailpitTimeout(
-                        f"waited {timeout:g}s for {count} message(s) matching {query!r}; found {seen}",
-                        fix="check the message was sent to this Mailpit (same SMTP port) and the query is right",
-                    )
-                yield _Sleep(interval)
-
-        return self._drive(op())
+            seen = page.messages_count
+            if seen >= count:
+                return page.messages[:count]
+            if time.monotonic() >= deadline:
+                raise MailpitTimeout(
+                    f"waited {timeout:g}s for {count} message(s) matching {query!r}; found {seen}",
+                    fix="check the message was sent to this Mailpit (same SMTP port) and the query is right",
+                )
+            yield _Sleep(interval)
 
 
 def _unreachable(base_url: str, exc: Exception) -> MailpitUnreachable:
@@ -426,6 +437,11 @@ def _unreachable(base_url: str, exc: Exception) -> MailpitUnreachable:
         f"Mailpit not reachable at {shown_url(base_url)} ({exc.__class__.__name__})",
         fix="start it with `docker compose up -d mailpit`, or use `emailkit.lab.connect()` for the embedded sandbox",
     )
+
+
+#: Chaos triggers to set: the whole answer of `chaos()`, or some of them as plain dicts
+#: (``{"Recipient": {"ErrorCode": 451, "Probability": 50}}``); omitted ones reset.
+ChaosUpdate = ChaosTriggers | Mapping[str, Mapping[str, int]]
 
 
 class Mailpit(_Operations):
@@ -451,7 +467,73 @@ class Mailpit(_Operations):
                         raise _unreachable(self.base_url, exc) from exc
                     response = None
         except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+            return cast(T, done.value)
+
+    # The API. Each method drives its `_Operations` generator; `AsyncMailpit` has the same ones, awaited.
+
+    def messages(self, start: int = 0, limit: int = 50) -> MessagesPage:
+        """Newest first; `limit=0` returns every message."""
+        return self._drive(self._messages(start, limit))
+
+    def search(self, query: str, start: int = 0, limit: int = 50) -> MessagesPage:
+        """Mailpit search syntax: words, "phrases", from:, to:, subject:, is:unread, …"""
+        return self._drive(self._search(query, start, limit))
+
+    def stored_ids(self, message_id: str, *, limit: int = 50) -> list[str]:
+        """Database IDs of the stored messages whose Message-ID is exactly `message_id` (newest first).
+
+        Before re-sending after a broken connection this tells whether the server stored the message
+        although its `250` never arrived (an exact comparison: Mailpit's ``message-id:`` search alone
+        matches substrings and splits quoted IDs).
+        """
+        return self._drive(self._stored_ids(message_id, limit))
+
+    def message(self, id: str = "latest", *, query: str | None = None) -> Message:
+        """The whole message (marks it read). `id="latest"` (+ `query`) means the newest match."""
+        return self._drive(self._message(id, query))
+
+    def headers(self, id: str) -> dict[str, list[str]]:
+        """Every header as {Canonical-Name: [raw values]} (Message-Id, In-Reply-To, References…)."""
+        return self._drive(self._headers(id))
+
+    def raw(self, id: str) -> bytes:
+        """The stored RFC 5322 source, with Mailpit's own added headers."""
+        return self._drive(self._raw(id))
+
+    def send(self, payload: SendRequest) -> str:
+        """POST /api/v1/send (Mailpit's JSON: From/To use "Email"); returns the new database ID."""
+        return self._drive(self._send(payload))
+
+    def set_read(self, ids: list[str] | None = None, read: bool = True, *, search: str | None = None) -> None:
+        """Mark IDs (or a search's matches, or everything when both are None) read or unread."""
+        return self._drive(self._set_read(ids, read, search))
+
+    def delete(self, ids: list[str] | None = None) -> None:
+        """Delete these IDs; with None, delete EVERY message (as Mailpit does). An empty list deletes nothing."""
+        return self._drive(self._delete(ids))
+
+    def info(self) -> AppInformation:
+        """Version, database, counts and runtime statistics."""
+        return self._drive(self._info())
+
+    def chaos(self) -> ChaosTriggers:
+        """The Chaos triggers (``GET /api/v1/chaos``; Mailpit started with --enable-chaos)."""
+        return self._drive(self._chaos(None))
+
+    def set_chaos(self, triggers: ChaosUpdate) -> ChaosTriggers:
+        """Set the Chaos triggers (``PUT /api/v1/chaos``); omitted triggers reset. Returns the new ones."""
+        return self._drive(self._chaos(triggers))
+
+    def ready(self) -> bool:
+        """True when /readyz answers 200; False when it answers otherwise or nothing answers."""
+        return self._drive(self._ready())
+
+    def wait_for(self, query: str, timeout: float = 5.0, *, count: int = 1,
+                 interval: float = 0.05) -> list[MessageSummary]:
+        """Poll the search until at least `count` messages match; return them (newest first)."""
+        return self._drive(self._wait_for(query, timeout, count, interval))
+
+    # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
         self._http.close()
@@ -467,7 +549,7 @@ class Mailpit(_Operations):
 
 
 class AsyncMailpit(_Operations):
-    """Asynchronous twin of `Mailpit`: the same methods, awaited."""
+    """Asynchronous twin of `Mailpit`: the same methods, awaited (their docstrings are `Mailpit`'s)."""
 
     def __init__(
         self, base_url: str, *, timeout: float = 5.0, transport: httpx.AsyncBaseTransport | None = None
@@ -475,7 +557,7 @@ class AsyncMailpit(_Operations):
         self.base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
 
-    async def _drive(self, op: _Op[T]) -> T:  # type: ignore[override]
+    async def _drive(self, op: _Op[T]) -> T:
         response: httpx.Response | None = None
         try:
             while True:
@@ -491,7 +573,52 @@ class AsyncMailpit(_Operations):
                         raise _unreachable(self.base_url, exc) from exc
                     response = None
         except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+            return cast(T, done.value)
+
+    async def messages(self, start: int = 0, limit: int = 50) -> MessagesPage:
+        return await self._drive(self._messages(start, limit))
+
+    async def search(self, query: str, start: int = 0, limit: int = 50) -> MessagesPage:
+        return await self._drive(self._search(query, start, limit))
+
+    async def stored_ids(self, message_id: str, *, limit: int = 50) -> list[str]:
+        return await self._drive(self._stored_ids(message_id, limit))
+
+    async def message(self, id: str = "latest", *, query: str | None = None) -> Message:
+        return await self._drive(self._message(id, query))
+
+    async def headers(self, id: str) -> dict[str, list[str]]:
+        return await self._drive(self._headers(id))
+
+    async def raw(self, id: str) -> bytes:
+        return await self._drive(self._raw(id))
+
+    async def send(self, payload: SendRequest) -> str:
+        return await self._drive(self._send(payload))
+
+    async def set_read(self, ids: list[str] | None = None, read: bool = True, *, search: str | None = None) -> None:
+        return await self._drive(self._set_read(ids, read, search))
+
+    async def delete(self, ids: list[str] | None = None) -> None:
+        return await self._drive(self._delete(ids))
+
+    async def info(self) -> AppInformation:
+        return await self._drive(self._info())
+
+    async def chaos(self) -> ChaosTriggers:
+        return await self._drive(self._chaos(None))
+
+    async def set_chaos(self, triggers: ChaosUpdate) -> ChaosTriggers:
+        return await self._drive(self._chaos(triggers))
+
+    async def ready(self) -> bool:
+        return await self._drive(self._ready())
+
+    async def wait_for(self, query: str, timeout: float = 5.0, *, count: int = 1,
+                       interval: float = 0.05) -> list[MessageSummary]:
+        return await self._drive(self._wait_for(query, timeout, count, interval))
+
+    # ------------------------------------------------------------------ lifecycle
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -504,3 +631,11 @@ class AsyncMailpit(_Operations):
 
     def __repr__(self) -> str:
         return f"AsyncMailpit({shown_url(self.base_url)!r})"
+
+
+# One text per operation: each public method of the async twin shows `Mailpit`'s docstring in help() and
+# Jupyter's `?` (tests/unit/test_typing.py pins the twins' names and signatures equal).
+for _name, _method in vars(AsyncMailpit).items():
+    if not _name.startswith("_") and _method.__doc__ is None and hasattr(Mailpit, _name):
+        _method.__doc__ = getattr(Mailpit, _name).__doc__
+del _name, _method
