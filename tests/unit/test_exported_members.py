@@ -27,3 +27,17 @@ def test_every_module_declares_its_public_names() -> None:
         assert isinstance(getattr(module, "__all__", None), (list, tuple)), f"{info.name} has no __all__"
         for name in module.__all__:
             assert hasattr(module, name), f"{info.name}.__all__ names {name!r}, which does not exist"
+
+
+def test_reply_knowledge_policy_and_delivery_each_have_one_home() -> None:
+    """`replies` is the one table (meaning, retry verdict, fix, Retry-After), `retry` the policy engine
+    only, `delivery` the senders and their tallies; no name is offered by two of them."""
+    from emailkit import delivery, replies, retry
+
+    assert {"SMTP_REPLIES", "Verdict", "classify_http", "classify_smtp", "enhanced_of", "explain", "fix_for",
+            "parse_reply", "parse_retry_after"} <= set(replies.__all__)
+    assert set(retry.__all__) == {"AttemptRecord", "Outcome", "RetryClock", "RetryPolicy", "Retryable"}
+    assert set(delivery.__all__) == {"outcomes_frame", "send_rest_with_retry", "send_smtp_with_retry",
+                                     "tally_deliveries"}
+    homes = [set(replies.__all__), set(retry.__all__), set(delivery.__all__)]
+    assert sum(len(h) for h in homes) == len(set().union(*homes))
