@@ -223,6 +223,35 @@ def test_latest_and_latest_matching_a_query(api: httpx.Client) -> None:
     assert (missing.status_code, missing.text) == (404, "Message not found")
 
 
+@pytest.mark.parametrize("path", ["/api/v1/message/latest", "/view/latest.html", "/view/latest.txt",
+                                  "/api/v1/message/latest/part/1/thumb", "/api/v1/message/latest/link-check"])
+def test_latest_with_a_bad_query_or_zone_is_a_400_on_every_route(sandbox: Sandbox, path: str) -> None:
+    """One `latest` lookup for all: the views and thumbnails once answered these with a 500.
+
+    The sandbox's own rule (docs/sandbox.md: Mailpit ignores a search term it cannot read).
+    """
+    with httpx.Client(base_url=sandbox.api_url, timeout=10) as api:
+        send(api, Subject="one")
+        bad_date = api.get(path, params={"query": "before:someday"})
+        assert (bad_date.status_code, bad_date.text) == (
+            400, 'invalid date: "someday" (use yyyy/mm/dd, yyyy-mm-dd hh:mm or RFC 3339)')
+        bad_zone = api.get(path, params={"query": "subject:one", "tz": "Nowhere/City"})
+        assert bad_zone.status_code == 400 and 'invalid timezone: "Nowhere/City"' in bad_zone.text
+
+
+def test_an_unknown_message_is_answered_as_mailpit_answers_each_route(api: httpx.Client) -> None:
+    """Mailpit's answers differ on purpose: the API's 404 page, the views' words, the thumbnail's database error."""
+    answers = {path: api.get(path) for path in ("/api/v1/message/nope", "/api/v1/message/nope/part/1",
+                                                 "/view/nope.html", "/api/v1/message/nope/part/1/thumb")}
+    assert {path: (r.status_code, r.text) for path, r in answers.items()} == {
+        "/api/v1/message/nope": (404, "404 page not found"),
+        "/api/v1/message/nope/part/1": (404, "404 page not found"),
+        "/view/nope.html": (404, "Message not found"),
+        "/api/v1/message/nope/part/1/thumb": (400, "sql: no rows in result set"),
+    }
+    assert answers["/view/nope.html"].headers["content-type"] == "text/plain; charset=utf-8"
+
+
 def test_message_body_parts_and_attachments(api: httpx.Client) -> None:
     pdf = b"%PDF-1.4 fake"
     logo = b"\x89PNG fake"
