@@ -174,6 +174,19 @@ def _check_shared(url: str, smtp: str | None, names: list[str]) -> str:
     if not port.isdigit() or not port_answers(host, int(port)):
         raise _error(f"the shared Mailpit's API answers at {shown_url(url)}, but its SMTP port {address} does not",
                      fix="set MAILPIT_SMTP=host:port (or --mailpit-smtp) to where it listens for SMTP")
+    import smtplib
+
+    try:
+        with smtplib.SMTP(host, int(port), timeout=5) as session:
+            session.ehlo()
+            auth = session.has_extn("auth")
+    except (OSError, smtplib.SMTPException) as exc:
+        raise _error(f"the shared Mailpit's SMTP port {address} did not answer EHLO: {exc}",
+                     fix="check MAILPIT_SMTP (or --mailpit-smtp) names Mailpit's SMTP port") from exc
+    if not auth:
+        raise _error(f"the shared Mailpit's SMTP at {address} offers no AUTH, and notebooks 01 and 02 sign in",
+                     fix="start it with --smtp-auth-accept-any --smtp-auth-allow-insecure (and --max 0: the whole "
+                         "room's mail shares its message cap)")
     return address
 
 

@@ -290,6 +290,26 @@ def test_a_shared_room_checks_its_mailpit_and_names_before_it_starts(monkeypatch
         with pytest.raises(WorkshopError, match="SMTP port"):
             Room(["ann"], root=tmp_path, port=0, mailpit_url=box.api_url,
                  mailpit_smtp=f"127.0.0.1:{free_port()}").start()
+    if find_mailpit() is not None:  # a Mailpit as it starts by default offers no SMTP AUTH: notebooks 01/02 need it
+        import subprocess
+
+        smtp, http = free_port(), free_port()
+        plain = subprocess.Popen([str(find_mailpit()), "--smtp", f"127.0.0.1:{smtp}", "--listen", f"127.0.0.1:{http}",
+                                  "--database", str(tmp_path / "plain.db"), "--disable-version-check"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            with Mailpit(f"http://127.0.0.1:{http}") as client:
+                deadline = time.monotonic() + 15
+                while not client.ready():
+                    assert time.monotonic() < deadline, "the plain Mailpit did not start"
+                    time.sleep(0.1)
+            with pytest.raises(WorkshopError, match="offers no AUTH") as caught:
+                Room(["ann"], root=tmp_path, port=0, mailpit_url=f"http://127.0.0.1:{http}",
+                     mailpit_smtp=f"127.0.0.1:{smtp}").start()
+            assert "--smtp-auth-accept-any" in caught.value.fix
+        finally:
+            plain.terminate()
+            plain.wait(timeout=10)
     assert not (tmp_path / "hub").exists()
 
 
