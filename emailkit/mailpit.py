@@ -28,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from .errors import MailpitError, MailpitNotFound, MailpitTimeout, MailpitUnreachable
+from .errors import InvalidInput, MailpitError, MailpitNotFound, MailpitTimeout, MailpitUnreachable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -358,6 +358,20 @@ class _Operations:
         page = MessagesPage.from_json(_json(_check(r, f"search {query!r}"), f"search {query!r}"))
         return [m.id for m in page.messages if m.message_id.strip("<>") == bare]
 
+    def _stored_ids_by_subject(self, subject: str, limit: int) -> _Op[list[str]]:
+        # Mailpit's ``subject:"…"`` search matches the phrase anywhere in the subject (and a ``"``
+        # would end the phrase), so the search uses the longest part without one and the exact
+        # comparison is made here.
+        if not subject.strip():
+            raise InvalidInput("subject", "is empty: every message without a subject would match",
+                               fix="give the subject the message was sent with, or use stored_ids(message_id)")
+        phrase = max((part.strip() for part in subject.split('"')), key=len)
+        query = f'subject:"{phrase}"'
+        r = yield _Request("GET", "/api/v1/search", {"query": query, **_page(0, limit)})
+        assert r is not None
+        page = MessagesPage.from_json(_json(_check(r, f"search {query!r}"), f"search {query!r}"))
+        return [m.id for m in page.messages if m.subject == subject]
+
     def _message(self, id: str, query: str | None) -> _Op[Message]:
         r = yield _Request("GET", f"/api/v1/message/{id}", {"query": query} if query else None)
         assert r is not None
@@ -488,6 +502,12 @@ class Mailpit(_Operations):
         """
         return self._drive(self._stored_ids(message_id, limit))
 
+    def stored_ids_by_subject(self, subject: str, *, limit: int = 50) -> list[str]:
+        """Database IDs of the stored messages whose Subject is exactly `subject` (newest first): the
+        stored-copy check for a send whose Message-ID the client did not choose (a REST API's).
+        An empty subject is `InvalidInput`."""
+        return self._drive(self._stored_ids_by_subject(subject, limit))
+
     def message(self, id: str = "latest", *, query: str | None = None) -> Message:
         """The whole message (marks it read). `id="latest"` (+ `query`) means the newest match."""
         return self._drive(self._message(id, query))
@@ -583,6 +603,9 @@ class AsyncMailpit(_Operations):
 
     async def stored_ids(self, message_id: str, *, limit: int = 50) -> list[str]:
         return await self._drive(self._stored_ids(message_id, limit))
+
+    async def stored_ids_by_subject(self, subject: str, *, limit: int = 50) -> list[str]:
+        return await self._drive(self._stored_ids_by_subject(subject, limit))
 
     async def message(self, id: str = "latest", *, query: str | None = None) -> Message:
         return await self._drive(self._message(id, query))
