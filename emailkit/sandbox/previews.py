@@ -15,6 +15,7 @@ v1.33.1 has it, measured by ``tests/differential``:
 
 from __future__ import annotations
 
+import functools
 import html.parser
 import io
 import ipaddress
@@ -41,8 +42,8 @@ def thumbnail(data: bytes | None, content_type: str) -> bytes:
     canvas = Image.new("RGB", THUMB_SIZE, (255, 255, 255))
     if data and content_type.startswith("image/"):
         try:
-            with Image.open(io.BytesIO(data)) as img:
-                img = ImageOps.exif_transpose(img).convert("RGB")
+            with Image.open(io.BytesIO(data)) as opened:
+                img = ImageOps.exif_transpose(opened).convert("RGB")
                 if img.width >= width and img.height >= height:
                     canvas = ImageOps.fit(img, THUMB_SIZE, Image.Resampling.LANCZOS)
                 else:
@@ -143,10 +144,14 @@ _META_REFRESH = re.compile(r"<meta\b[^>]*http-equiv\s*=\s*[\"']?refresh[\"']?[^>
 
 
 def html_view(body: str, message_id: str, parts: Sequence[AttachmentInfo]) -> str:
-    """``/view/{ID}.html``: `body` with each ``cid:`` reference to one of `parts` linked to its part URL, no meta refresh."""
+    """``/view/{ID}.html``: `body`, each ``cid:`` reference to one of `parts` linked to its part URL, no meta refresh."""
     for part in parts:
         if part.content_id:
             pattern = re.compile(r"(=[\"']?)(cid:" + re.escape(part.content_id) + r")([\"|'|\s|/|>|;])", re.I)
             url = f"/api/v1/message/{message_id}/part/{part.part_id}"
-            body = pattern.sub(lambda m, url=url: m.group(1) + url + m.group(3), body)
+            body = pattern.sub(functools.partial(_linked, url), body)
     return _META_REFRESH.sub("", body)
+
+
+def _linked(url: str, match: re.Match[str]) -> str:
+    return match.group(1) + url + match.group(3)
