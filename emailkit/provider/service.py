@@ -41,7 +41,8 @@ from emailkit.provider.webhooks import Dispatcher, WebhookRegistry
 from emailkit.smtp import SendResult
 from emailkit.threads import header, message_ids, references
 
-__all__ = ["IDEMPOTENCY_KEY_MAX", "Access", "Answer", "Service", "TokenChecker", "request_hash"]
+__all__ = ["IDEMPOTENCY_KEY_MAX", "Access", "Answer", "MessageFilter", "Service", "ThreadFilter", "TokenChecker",
+           "request_hash"]
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from emailkit.provider.problems import IMPLEMENTED, ProviderError, error_respons
 from emailkit.provider.routes.access import (ERRORS, UNIX_MAX, IncludeHeaders, Reader, Sending, ServiceDep,
                                              include_headers, ok)
 from emailkit.provider.service import Answer
-from emailkit.provider.store import MessageFilter
+from emailkit.provider.service import MessageFilter
 
 __all__ = ["router"]
 

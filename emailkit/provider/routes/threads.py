@@ -10,7 +10,7 @@ from emailkit.provider.addresses import address_list, any_email as any_email_fil
 from emailkit.provider.models import DataResponse, ListResponse, ThreadOut
 from emailkit.provider.problems import error_responses
 from emailkit.provider.routes.access import ERRORS, UNIX_MAX, Reader, ServiceDep, ok
-from emailkit.provider.store import ThreadFilter
+from emailkit.provider.service import ThreadFilter
 
 __all__ = ["router"]
 
