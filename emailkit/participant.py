@@ -146,7 +146,7 @@ class ScopedMailpit:
     async def _search(self, query: str, *, start: int | str = 0, limit: int | str = 50,
                       extra: list[tuple[str, str]] | None = None) -> dict[str, Any]:
         params = [("query", query), ("start", str(start)), ("limit", str(limit)), *(extra or [])]
-        answer = await self.client.get("/api/v1/search", params=params)
+        answer = await self.client.get("/api/v1/search", params=httpx.QueryParams(tuple(params)))
         answer.raise_for_status()
         return dict(answer.json())
 
@@ -350,7 +350,7 @@ def gateway_app(scope: ScopedMailpit) -> Starlette:
             upstream = {"Read": read, "IDs": kept}
         else:
             upstream = {"Read": read, "Search": f"{scope.term} {search}" if search else scope.term}
-        answer = await scope.client.put("/api/v1/messages", params=extra(request), json=upstream)
+        answer = await scope.client.put("/api/v1/messages", params=httpx.QueryParams(tuple(extra(request))), json=upstream)
         return _relay(answer)
 
     async def search(request: Request) -> Response:
@@ -435,7 +435,7 @@ def gateway_app(scope: ScopedMailpit) -> Starlette:
         path = f"/api/v1/message/{message_id}" + (f"/{rest}" if rest else "")
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "query"]
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "authorization")}
-        answer = await scope.client.request(request.method, path, params=params, headers=headers,
+        answer = await scope.client.request(request.method, path, params=httpx.QueryParams(tuple(params)), headers=headers,
                                             content=await request.body() if request.method == "POST" else None)
         if not rest and answer.status_code == 200:
             data = dict(answer.json())

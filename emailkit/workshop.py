@@ -253,7 +253,9 @@ def prepare_participant(spawner: Any, settings: dict[str, Any]) -> None:
     env = {
         "EMAILKIT_EVIDENCE_DIR": str(home / "evidence"),
         "EMAILKIT_REPORTS_DIR": str(home / "reports"),
-        "EMAILKIT_MAILBOX": settings["mailbox"],
+        # On a shared Mailpit, "auto": with MAILPIT_URL set the lab opens it (their share of it), while the
+        # benchmark of notebook 06, which reads the same variable, still starts servers of its own.
+        "EMAILKIT_MAILBOX": "auto" if settings["mailbox"] == "external" else settings["mailbox"],
         # their tag on a shared Mailpit (emailkit.participant); on a Mailpit of their own, only their name
         "EMAILKIT_PARTICIPANT": spawner.user.name,
         _MARKER: settings["room_id"],
