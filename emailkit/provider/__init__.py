@@ -5,12 +5,13 @@
         grant = provider.create_grant("ann@example.com")
 
 See docs/provider.md for the API and every place it differs from Nylas v3. The rooms: `provider`
-(the `Provider` object: start, serve, close), `cli` (`emailkit provider`), `app` (the FastAPI app: middleware,
-error handlers, routers), `routes/` (one module per resource), `service` (what the routes call:
-authorise, send with idempotency, read, thread, templates, webhooks, the application), `store`
-(SQLite), `mailbox` (the read side from Mailpit), `outbound` (the one SMTP session), `webhooks`
-(signed deliveries and a receiver), `oauth` (the authorization server), `problems` (the error
-envelope), `fault_injection` (injected 429/503s).
+(the `Provider` object: start, serve, close), `cli` (`emailkit provider`), `app` (the FastAPI app:
+middleware in `middleware`, error handlers, routers), `routes/` (one module per resource, each
+route one call to the service), `service` (authorise, send under an Idempotency-Key, read, thread,
+templates, the application), `send_request` (a send checked and built into MIME), `addresses`
+(address-list filters), `store` (SQLite), `mailbox` (the read side from Mailpit), `outbound` (the
+one SMTP session), `webhooks` (signing, deliveries, the registry, a receiver), `oauth` (the
+authorization server), `problems` (the error envelope), `fault_injection` (injected 429/503s).
 """
 
 from __future__ import annotations
