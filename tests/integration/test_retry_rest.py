@@ -8,7 +8,6 @@ provider cannot reach, the bounce from the sandbox's Chaos API refusing a recipi
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -176,35 +175,31 @@ async def test_an_unreachable_smtp_server_is_a_503_with_retry_after() -> None:
 
 
 class _Busy:
-    """A real webhook receiver on loopback: the first POST gets 503 with `retry_after`, the next 200."""
+    """A real webhook receiver on loopback (served like every lab server, `emailkit.serving`): the first POST
+    gets 503 with `retry_after`, the next 200."""
 
     def __init__(self, retry_after: str) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import Response
+        from starlette.routing import Route
+
+        from emailkit.serving import AsgiServer
 
         self.arrived: list[float] = []
-        busy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                busy.arrived.append(time.monotonic())
-                self.send_response(503 if len(busy.arrived) == 1 else 200)
-                if len(busy.arrived) == 1:
-                    self.send_header("Retry-After", retry_after)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+        async def hook(request: Request) -> Response:
+            await request.body()
+            self.arrived.append(time.monotonic())
+            if len(self.arrived) == 1:
+                return Response(status_code=503, headers={"Retry-After": retry_after})
+            return Response(status_code=200)
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.server = AsgiServer(Starlette(routes=[Route("/hook", hook, methods=["POST"])])).start()
+        self.url = f"{self.server.url}/hook"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 def _http_date(seconds_from_now: float) -> str:
