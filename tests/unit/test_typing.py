@@ -3,7 +3,8 @@
 `Mailpit` and `AsyncMailpit` are one implementation with two thin, typed faces; the signature tests keep the
 faces twins, and `Lab.send` / `connect` keep the keywords of what they forward to. The mypy test type-checks
 two small files against the installed package (so `emailkit/py.typed` is exercised too): one that must pass
-with no expression typed `Any`, one whose every marked line must be an error.
+under --strict --disallow-any-expr (so no result it uses unannotated is `Any`), one whose every marked line must
+be an error (so no result is `Any` there either: `Any` would be accepted anywhere).
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ GOOD = '''
             ok: bool = mp.ready()
             mp.set_read([new_id], read=False)
             mp.delete([])
+            # Used without an annotation, an `Any` result would be an error here (--disallow-any-expr).
+            print(mp.search("x").total, mp.messages().messages[0].sender.address, mp.message().text.upper(),
+                  mp.wait_for("x")[0].subject.upper(), mp.headers("id")["To"][0].upper(), mp.raw("id").decode(),
+                  mp.send({"From": {"Email": "ann@example.com"}}).upper(), mp.stored_ids("<a@example.com>")[0].upper(),
+                  mp.info()["Version"].upper(), mp.chaos()["Sender"]["Probability"] + 1, mp.ready() is True)
 
 
     async def asynchronous(url: str) -> None:
@@ -110,6 +116,8 @@ GOOD = '''
             chaos: ChaosTriggers = await mp.chaos()
             ok: bool = await mp.ready()
             await mp.delete([new_id])
+            print((await mp.search("x")).total, (await mp.message()).text.upper(), (await mp.wait_for("x"))[0].id.upper(),
+                  (await mp.info())["Messages"] + 1, (await mp.chaos())["Recipient"]["ErrorCode"] + 1)
 
 
     async def lab_send(message: EmailMessage[str, str]) -> None:  # typeshed's EmailMessage is generic
@@ -167,7 +175,7 @@ def test_mypy_pins_the_public_types(tmp_path: Path, pytestconfig: pytest.Config)
     )
     out = run.stdout + run.stderr
     assert "error: Cannot find implementation or library stub" not in out, out
-    assert "good.py" not in out, out  # every call above is typed, and no expression is Any
+    assert "good.py" not in out, out  # every call above is typed right, and no unannotated result is Any
     errors = {int(m.group(1)) for m in re.finditer(r"^bad\.py:(\d+): error:", out, re.MULTILINE)}
     marked = {i for i, line in enumerate(bad.read_text().splitlines(), 1) if line.endswith("# E")}
     assert errors == marked, out
