@@ -85,6 +85,7 @@ _ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _QUEUED: Final = re.compile(rb"queued as ([A-Za-z0-9_-]+)")
 _PAGE: Final = 500            # messages per request when the gateway walks its whole scope
 _TAGS_TTL: Final = 2.0        # seconds the scope's tag list is reused (list and search answer it)
+_KNOWN_MAX: Final = 20_000    # IDs remembered as in the scope (Mailpit never reuses an ID)
 
 
 def participant_tag(value: str | None, field_name: str = PARTICIPANT_VARIABLE) -> str:
@@ -127,6 +128,9 @@ class ScopedMailpit:
         self.counters = _Counters()
         self._client: httpx.AsyncClient | None = None
         self._tags: tuple[float, list[str]] | None = None
+        # IDs this scope has already been shown by Mailpit's search: opening a listed message then costs
+        # one request, not three (a message leaves a scope only when deleted, or untagged from outside)
+        self._known: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -143,12 +147,24 @@ class ScopedMailpit:
         """Forget the cached tag list (after anything that may have changed the scope's tags)."""
         self._tags = None
 
+    def remember(self, messages: list[dict[str, Any]]) -> None:
+        """Note the IDs of summaries Mailpit's scoped search returned (they are in the scope)."""
+        for message in messages:
+            if isinstance(message, dict) and isinstance(message.get("ID"), str):
+                self._known[message["ID"]] = None
+                self._known.move_to_end(message["ID"])
+        while len(self._known) > _KNOWN_MAX:
+            self._known.popitem(last=False)
+
     async def _search(self, query: str, *, start: int | str = 0, limit: int | str = 50,
                       extra: list[tuple[str, str]] | None = None) -> dict[str, Any]:
         params = [("query", query), ("start", str(start)), ("limit", str(limit)), *(extra or [])]
         answer = await self.client.get("/api/v1/search", params=httpx.QueryParams(tuple(params)))
         answer.raise_for_status()
-        return dict(answer.json())
+        page = dict(answer.json())
+        if query.startswith(self.term + " ") or query == self.term:
+            self.remember(page.get("messages") or [])
+        return page
 
     async def counts(self) -> tuple[int, int]:
         """(messages, unread) in the scope."""
@@ -189,6 +205,8 @@ class ScopedMailpit:
         ``tag:<tag> message-id:<it>``; else (no usable Message-ID) a walk of the scope's IDs."""
         if not _ID.match(message_id):
             return False
+        if message_id in self._known:
+            return True
         answer = await self.client.get(f"/api/v1/message/{message_id}/headers")
         if answer.status_code != 200:
             return False
@@ -224,6 +242,8 @@ class ScopedMailpit:
         if kept:
             answer = await self.client.request("DELETE", "/api/v1/messages", json={"IDs": kept})
             answer.raise_for_status()
+            for message_id in kept:
+                self._known.pop(message_id, None)
             self.counters.deleted += len(kept)
             self.changed()
         return len(kept)
@@ -234,6 +254,7 @@ class ScopedMailpit:
         count = int((await self._search(terms, limit=1)).get("messages_count", 0))
         answer = await self.client.request("DELETE", "/api/v1/search", params={"query": terms})
         answer.raise_for_status()
+        self._known.clear()
         self.counters.deleted += count
         self.changed()
         return count
@@ -303,6 +324,7 @@ def gateway_app(scope: ScopedMailpit) -> Starlette:
         return [(k, v) for k, v in request.query_params.multi_items() if k in ("before", "tz")]
 
     async def shaped(page: dict[str, Any], totals: tuple[int, int]) -> Response:
+        scope.remember(page.get("messages") or [])
         for message in page.get("messages") or []:
             message["Tags"] = scope.hide(message.get("Tags"))
         answer = {"total": totals[0], "unread": totals[1], "count": len(page.get("messages") or []),
