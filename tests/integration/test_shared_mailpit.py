@@ -300,3 +300,48 @@ def test_imaplib_sees_the_scope_too(shared: tuple[str, int]) -> None:
                 assert status == "OK" and int(data[0]) == expected
             finally:
                 client.logout()
+
+
+def test_the_front_tags_every_message_of_a_session_even_when_the_content_arrives_byte_by_byte(
+        shared: tuple[str, int]) -> None:
+    """The end-of-data line split over TCP segments (".", then "\\r", then "\\n"), a line that only
+    starts with a dot, and a second message on the same connection: each stored once, tagged."""
+    url, _ = shared
+    box, _ = open_mailbox("external", url=url, participant="p1")
+    try:
+        with socket.create_connection((box.smtp_host, box.smtp_port), timeout=10) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            stream = sock.makefile("rb")
+
+            def reply() -> bytes:
+                lines = [stream.readline()]
+                while lines[-1][3:4] == b"-":
+                    lines.append(stream.readline())
+                return lines[-1]
+
+            assert reply().startswith(b"220")
+            sock.sendall(b"EHLO me\r\n")
+            assert reply().startswith(b"250")
+            queued = []
+            for n in range(2):
+                for command, code in ((b"MAIL FROM:<ann@example.com>\r\n", b"250"),
+                                      (b"RCPT TO:<bob@example.com>\r\n", b"250"), (b"DATA\r\n", b"354")):
+                    sock.sendall(command)
+                    assert reply().startswith(code)
+                content = (f"From: ann@example.com\r\nTo: bob@example.com\r\nSubject: drip {n}\r\n\r\n"
+                           "..dot\r\n.\r\n").encode()
+                for i in range(len(content)):
+                    sock.sendall(content[i : i + 1])
+                    time.sleep(0.002)
+                answer = reply()
+                assert answer.startswith(b"250"), answer
+                queued.append(answer.split()[-1].decode())
+            sock.sendall(b"QUIT\r\n")
+            assert reply().startswith(b"221")
+        with Mailpit(url) as whole:
+            for n, message_id in enumerate(queued):
+                raw = whole.raw(message_id)
+                assert b"X-Tags: p1\r\n" in raw and raw.endswith(f"Subject: drip {n}\r\n\r\n.dot\r\n".encode()), raw
+        assert sorted(_subjects(box.api_url)) == ["drip 0", "drip 1"]
+    finally:
+        box.close()
