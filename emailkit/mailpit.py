@@ -23,7 +23,7 @@ import time
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -212,36 +212,50 @@ class ChaosTriggers(TypedDict):
     Sender: ChaosTrigger
 
 
-class SendAddress(TypedDict):
-    """An address in a `SendRequest`: ``{"Email": "bob@example.com", "Name": "Bob"}``."""
+# A required field sits in a base class and the optional ones in a `total=False` subclass, not under
+# `NotRequired[...]`: with `from __future__ import annotations` Python 3.11 cannot see that marker at run
+# time, and `__required_keys__` would name every field.
 
+
+class _SendAddressRequired(TypedDict):
     Email: str
-    Name: NotRequired[str]
 
 
-class SendAttachment(TypedDict):
-    """An attachment in a `SendRequest`; `Content` is base64."""
+class SendAddress(_SendAddressRequired, total=False):
+    """An address in a `SendRequest`: ``{"Email": "bob@example.com", "Name": "Bob"}`` (`Name` optional)."""
 
-    Content: str
+    Name: str
+
+
+class _SendAttachmentRequired(TypedDict):
+    Content: str  # base64
     Filename: str
-    ContentID: NotRequired[str]  # makes it inline, for ``cid:`` references in HTML
-    ContentType: NotRequired[str]
 
 
-class SendRequest(TypedDict):
+class SendAttachment(_SendAttachmentRequired, total=False):
+    """An attachment in a `SendRequest`: `Content` (base64) and `Filename` required."""
+
+    ContentID: str  # makes it inline, for ``cid:`` references in HTML
+    ContentType: str
+
+
+class _SendRequestRequired(TypedDict):
+    From: SendAddress
+
+
+class SendRequest(_SendRequestRequired, total=False):
     """The body of `POST /api/v1/send` (`Mailpit.send()`); only `From` is required."""
 
-    From: SendAddress
-    To: NotRequired[list[SendAddress]]
-    Cc: NotRequired[list[SendAddress]]
-    Bcc: NotRequired[list[str]]  # bare addresses, as Mailpit takes them
-    ReplyTo: NotRequired[list[SendAddress]]
-    Subject: NotRequired[str]
-    Text: NotRequired[str]
-    HTML: NotRequired[str]
-    Attachments: NotRequired[list[SendAttachment]]
-    Headers: NotRequired[dict[str, str]]
-    Tags: NotRequired[list[str]]
+    To: list[SendAddress]
+    Cc: list[SendAddress]
+    Bcc: list[str]  # bare addresses, as Mailpit takes them
+    ReplyTo: list[SendAddress]
+    Subject: str
+    Text: str
+    HTML: str
+    Attachments: list[SendAttachment]
+    Headers: dict[str, str]
+    Tags: list[str]
 
 
 # -- the operations, written once ----------------------------------------------------------

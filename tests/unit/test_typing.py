@@ -10,11 +10,15 @@ be an error (so no result is `Any` there either: `Any` would be accepted anywher
 from __future__ import annotations
 
 import inspect
+import json
+import os
 import re
 import subprocess
 import sys
 import textwrap
+import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -180,3 +184,61 @@ def test_mypy_pins_the_public_types(tmp_path: Path, pytestconfig: pytest.Config)
     marked = {i for i, line in enumerate(bad.read_text().splitlines(), 1) if line.endswith("# E")}
     assert errors == marked, out
     assert run.returncode == 1
+
+
+SWAGGER = ROOT / ".tools" / "mailpit" / "swagger.json"
+
+
+def _spec() -> dict[str, object]:
+    if not SWAGGER.exists():  # the same rule as tests/contract: `make mailpit` writes it, CI must have it
+        if os.environ.get("CI"):
+            pytest.fail(f"Mailpit spec not found at {SWAGGER}: 'make mailpit' writes it")
+        pytest.skip(f"Mailpit spec not found at {SWAGGER}: run 'make mailpit'")
+    return json.loads(SWAGGER.read_text())  # type: ignore[no-any-return]
+
+
+def _matches(hint: object, schema: dict[str, Any]) -> bool:
+    """Whether a TypedDict field's type is what the spec's JSON schema says (integer, string, array, object)."""
+    origin = typing.get_origin(hint) or hint
+    kind = schema.get("type", "object")
+    if kind == "integer":
+        return hint is int
+    if kind == "string":
+        return hint is str
+    if kind == "array":
+        return origin is list and _matches(typing.get_args(hint)[0], schema["items"])
+    if typing.is_typeddict(hint):
+        return _keys_match(hint, schema)
+    value = schema.get("additionalProperties")
+    return origin is dict and value is not None and _matches(typing.get_args(hint)[1], value)
+
+
+def _keys_match(typed: Any, schema: dict[str, Any]) -> bool:
+    hints = typing.get_type_hints(typed)
+    properties = schema["properties"]
+    return set(hints) == set(properties) and all(_matches(hints[k], properties[k]) for k in hints) and \
+        set(schema.get("required", [])) <= typed.__required_keys__
+
+
+def test_the_json_types_are_mailpits_own() -> None:
+    """`AppInformation`, `ChaosTriggers` and `SendRequest` have exactly the fields, types and required keys of the
+    pinned Mailpit's OpenAPI spec (`info`, `chaos` answers; `send`'s body)."""
+    from emailkit.mailpit import AppInformation, ChaosTriggers, SendAddress, SendAttachment, SendRequest
+
+    spec: Any = _spec()
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(spec["definitions"][node["$ref"].split("/")[-1]])
+            return {k: resolve(v) for k, v in node.items()}
+        return [resolve(v) for v in node] if isinstance(node, list) else node
+
+    send_body = next(p for p in spec["paths"]["/api/v1/send"]["post"]["parameters"] if p["in"] == "body")["schema"]
+    for typed, schema in ((AppInformation, spec["definitions"]["AppInformation"]),
+                          (ChaosTriggers, spec["definitions"]["ChaosTriggers"]), (SendRequest, send_body)):
+        assert _keys_match(typed, resolve(schema)), typed.__name__
+    # What a caller must give is what Mailpit requires, no more (at run time too, not only for mypy).
+    assert SendRequest.__required_keys__ == {"From"}
+    assert SendAddress.__required_keys__ == {"Email"}
+    assert SendAttachment.__required_keys__ == {"Content", "Filename"}
