@@ -23,7 +23,7 @@ import pytest
 from emailkit.mailboxes import Mailbox, open_mailbox
 from emailkit.sandbox import Sandbox
 from emailkit.tls import LabCA
-from support import BACKENDS, need_mailpit
+from tests.support import BACKENDS, need_mailpit
 
 
 @pytest.fixture(scope="session")

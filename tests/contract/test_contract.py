@@ -31,7 +31,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from emailkit.mailboxes import open_mailbox
-from support import BACKENDS, need_mailpit
+from tests.support import BACKENDS, need_mailpit
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]

@@ -33,7 +33,7 @@ from emailkit.mailboxes import Mailbox, open_mailbox
 
 from compare import Difference, Tally, boundaries_in, diff_json, diff_lines, normalise_json, normalise_line
 from known_differences import KNOWN
-from support import need_mailpit
+from tests.support import need_mailpit
 
 TALLY = Tally()
 NODE_DIR = Path(__file__).parent / "node"

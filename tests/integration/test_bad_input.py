@@ -14,7 +14,7 @@ import pytest
 
 from emailkit.mailboxes import Mailbox
 from emailkit.sandbox import Sandbox
-from sandbox_support import Wire
+from tests.support.sandbox import Wire
 
 
 @pytest.fixture()

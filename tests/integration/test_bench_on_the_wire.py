@@ -18,7 +18,7 @@ import pytest
 from emailkit import bench
 from emailkit.bench.runs import _smtp_connect
 from emailkit.mailpit import Mailpit
-from support import BACKENDS, need_mailpit
+from tests.support import BACKENDS, need_mailpit
 
 pytestmark = pytest.mark.slow
 

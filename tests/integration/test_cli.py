@@ -18,7 +18,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from emailkit.message import compose
 from emailkit.smtp import send_sync
-from support import need_mailpit
+from tests.support import need_mailpit
 
 
 def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from support import BACKENDS, need_mailpit
+from tests.support import BACKENDS, need_mailpit
 
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = sorted((ROOT / "exercises" / "solutions").glob("[0-9][0-9]_*.py"))

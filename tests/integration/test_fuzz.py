@@ -460,13 +460,6 @@ def test_pop3_command_parser(pop3_box: Sandbox, lines: list[bytes], login: bool)
 # -- the provider, with the same strategies: its envelope (or OAuth's shape), never a 5xx, the connection kept
 
 
-@pytest.fixture(scope="module")
-def provider_lab() -> Iterator[Any]:
-    from provider_support import make_lab
-
-    yield from make_lab()
-
-
 PROVIDER_BODIES = [
     ("/messages/send", '{"to": [{"email": "b@example.com"}], "subject": %s, "body": "x"}'),
     ("/messages/send", '{"to": [{"email": "b@example.com"}], "body": "x", "template": {"id": "t", "variables": %s}}'),
@@ -479,16 +472,16 @@ PROVIDER_BODIES = [
 
 @QUICK
 @given(route=st.sampled_from(PROVIDER_BODIES), value=bad_json_value)
-def test_provider_json_bodies_past_the_limits(provider_lab: Any, route: tuple[str, str], value: str) -> None:
+def test_provider_json_bodies_past_the_limits(lab: Any, route: tuple[str, str], value: str) -> None:
     path, template = route
-    grant = provider_lab.grant("fuzz")
+    grant = lab.grant("fuzz")
     url = path if path.startswith("/v3/") else f"/v3/grants/{grant.id}{path}"
-    r = provider_lab.http.post(url, content=(template % value).encode("utf-8", "surrogatepass"),
-                               headers={"Content-Type": "application/json"})
+    r = lab.http.post(url, content=(template % value).encode("utf-8", "surrogatepass"),
+                      headers={"Content-Type": "application/json"})
     event(f"{path}: HTTP {r.status_code}")
     assert r.status_code < 500, (r.status_code, r.text[:300])
     if r.status_code >= 400:
         body = r.json()
         assert ("error_description" in body) if path.startswith("/v3/connect/") else \
             (body["error"]["message"] and body["request_id"] == r.headers["request-id"]), body
-    same_connection(r, provider_lab.http.get("/v3/grants"))
+    same_connection(r, lab.http.get("/v3/grants"))

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from provider_support import Lab, address, error_of, make_lab
+from tests.support.provider import Lab, address, error_of
 
 from emailkit.limits import (
     BODY_MAX_BYTES,
@@ -30,11 +29,6 @@ from emailkit.limits import (
 )
 from emailkit.provider import Provider
 from emailkit.provider.cli import announce_api_key, api_key_from_file
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from make_lab()
 
 
 def port_of(response: httpx.Response) -> object:

@@ -31,7 +31,7 @@ from emailkit.sandbox import Sandbox
 from emailkit.sandbox.pop3_server import POP3Server
 from emailkit.sandbox.smtp_server import SMTPServer, SessionTimeouts
 from emailkit.sandbox.store import Store
-from sandbox_support import Wire
+from tests.support.sandbox import Wire
 
 
 #: Mailpit's words when it closes a session on a timeout (the sandbox's `hostname` here is mx.test).

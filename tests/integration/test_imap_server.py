@@ -18,8 +18,8 @@ from imapclient import IMAPClient
 from emailkit.errors import InvalidInput, MailpitUnreachable
 from emailkit.imap import LINE_LIMIT, LITERAL_LIMIT, XOAUTH2_ERROR, IMAPServer
 from emailkit.mailpit import Mailpit
-from imap_support import ANA, BO, PASSWORD, USER, Backend, backends, free_port
-from oauth_support import Provider, post_form
+from tests.support.imap import ANA, BO, PASSWORD, USER, Backend, backends, free_port
+from tests.support.oauth import Provider, post_form
 
 from emailkit import oauth_client
 
@@ -421,7 +421,7 @@ def test_bad_input_gets_no_or_bad_never_a_crash(mailbox: Backend, server: IMAPSe
 
 
 def test_mailpit_going_away_is_a_no_not_a_crash(tmp_path) -> None:  # noqa: ANN001
-    from imap_support import start_sandbox
+    from tests.support.imap import start_sandbox
 
     backend = start_sandbox()
     backend.send(subject="x")

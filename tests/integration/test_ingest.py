@@ -10,7 +10,7 @@ import pytest
 
 from emailkit import ingest
 from emailkit.errors import InvalidInput
-from support import need_mailpit
+from tests.support import need_mailpit
 
 pytestmark = pytest.mark.slow  # seconds to minutes: left out of `make test-fast`
 

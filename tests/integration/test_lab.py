@@ -26,7 +26,7 @@ from emailkit.errors import EmailkitError, InvalidInput, MailpitError
 from emailkit.lab import connect
 from emailkit.mailboxes import MailpitProcess, find_mailpit, free_port
 from emailkit.message import compose
-from support import need_mailpit
+from tests.support import need_mailpit
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "differential" / "node"
 

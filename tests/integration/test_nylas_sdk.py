@@ -25,7 +25,7 @@ from nylas import Client
 from nylas.models.errors import NylasApiError, NylasOAuthError
 from nylas.models.webhooks import WebhookTriggers
 from nylas.utils.file_utils import attach_file_request_builder
-from provider_support import Lab, address, make_lab
+from tests.support.provider import Lab, address
 
 from emailkit import oauth_client
 from emailkit.provider import WebhookReceiver, verify_signature
@@ -33,9 +33,8 @@ from emailkit.provider import WebhookReceiver, verify_signature
 REDIRECT = "http://127.0.0.1:8765/sdk-callback"
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from make_lab(webhook_wait_initial=0.05, webhook_attempts=3, poll_interval=0.1)
+# The provider options of this module's `lab` (tests/integration/conftest.py).
+LAB_OPTIONS = {"webhook_wait_initial": 0.05, "webhook_attempts": 3, "poll_interval": 0.1}
 
 
 @pytest.fixture(scope="module")

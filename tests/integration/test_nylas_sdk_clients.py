@@ -15,7 +15,7 @@ import httpx
 import pytest
 from nylas import Client
 from nylas.models.errors import NylasOAuthError
-from provider_support import address
+from tests.support.provider import address
 
 from emailkit import oauth_client
 from emailkit.provider import Provider

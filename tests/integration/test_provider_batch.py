@@ -7,17 +7,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from provider_support import Lab, address, error_of, make_lab, picky_provider
+from tests.support.provider import Lab, address, error_of, picky_provider
 
 from emailkit.mailpit import Mailpit
 from emailkit.provider import Provider, WebhookReceiver
 from emailkit.sandbox import Sandbox
 
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from make_lab()
 
 
 def batch(lab: Lab, grant_ref: str, messages: list[dict], **kwargs) -> httpx.Response:  # noqa: ANN003
@@ -117,9 +112,7 @@ def test_a_batch_is_replayed_under_its_idempotency_key(lab: Lab) -> None:
     assert other.status_code == 409 and error_of(other)["type"] == "invalid_idempotent_request"
 
 
-@pytest.fixture(scope="module")
-def slow_lab() -> Iterator[Lab]:
-    yield from make_lab(rate_limit=0.1, rate_burst=2)  # a third request within 10 s is refused
+SLOW_LAB_OPTIONS = {"rate_limit": 0.1, "rate_burst": 2}  # `slow_lab`: a third request within 10 s is refused
 
 
 def test_a_batch_is_one_request_for_the_rate_limit(slow_lab: Lab) -> None:

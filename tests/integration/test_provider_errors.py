@@ -8,16 +8,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from collections.abc import Iterator
 
 import httpx
 import pytest
-from provider_support import Lab, address, error_of, make_lab
+from tests.support.provider import Lab, address, error_of
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from make_lab(record_smtp=True)
+# The provider options of this module's `lab` (tests/integration/conftest.py).
+LAB_OPTIONS = {"record_smtp": True}
 
 
 def test_no_credentials_is_401_with_a_bearer_challenge(lab: Lab) -> None:
@@ -77,9 +75,7 @@ def test_grants_api(lab: Lab) -> None:
     assert r.status_code == 400 and error_of(r)["field"] == "email"
 
 
-@pytest.fixture(scope="module")
-def slow_lab() -> Iterator[Lab]:
-    yield from make_lab(rate_limit=2.0, rate_burst=2)
+SLOW_LAB_OPTIONS = {"rate_limit": 2.0, "rate_burst": 2}  # `slow_lab` (tests/integration/conftest.py)
 
 
 def test_rate_limit_is_per_grant_with_retry_after(slow_lab: Lab) -> None:

@@ -11,17 +11,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from provider_support import Lab, address, error_of, make_lab
+from tests.support.provider import Lab, address, error_of
 
 from emailkit.errors import InvalidInput
 from emailkit.faults import set_provider_faults
 from emailkit.provider import Faults
 
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from make_lab()
 
 
 @pytest.fixture(autouse=True)

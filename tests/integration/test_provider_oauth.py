@@ -25,7 +25,7 @@ from emailkit.provider import Provider as RealProvider
 from emailkit.provider.oauth import OAuth
 from emailkit.provider.store import Store
 from emailkit.wiretap import Wiretap
-from oauth_support import REDIRECT, Grants, Provider, post_form
+from tests.support.oauth import REDIRECT, Grants, Provider, post_form
 
 # RFC 7636 Appendix B.
 RFC7636_VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"

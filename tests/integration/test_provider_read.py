@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from email.message import EmailMessage
 from email.utils import make_msgid
 
 import pytest
-from provider_support import Lab, address, error_of, make_lab
+from tests.support.provider import Lab, address, error_of
 
 from emailkit.message import compose
 from emailkit.threads import reply_headers
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from make_lab(record_smtp=True)
+# The provider options of this module's `lab` (tests/integration/conftest.py).
+LAB_OPTIONS = {"record_smtp": True}
 
 
 def by_hand(sender: str, to: str, subject: str, *, headers: dict[str, str] | None = None,

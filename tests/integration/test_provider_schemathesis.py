@@ -19,16 +19,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from provider_support import Lab, make_lab
+from tests.support.provider import Lab
 
 pytestmark = pytest.mark.slow  # seconds to minutes: left out of `make test-fast`
 
 ST = Path(sys.executable).parent / "st"
-
-
-@pytest.fixture(scope="module")
-def lab():  # noqa: ANN201
-    yield from make_lab()
 
 
 def run_st(lab: Lab, tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:

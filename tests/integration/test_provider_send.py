@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from provider_support import Lab, address, error_of, make_lab
+from tests.support.provider import Lab, address, error_of
 
 from emailkit.mailpit import Mailpit
 from emailkit.provider import Provider
 from emailkit.sandbox import Sandbox
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from make_lab(record_smtp=True)
+# The provider options of this module's `lab` (tests/integration/conftest.py).
+LAB_OPTIONS = {"record_smtp": True}
 
 
 def test_send_delivers_over_smtp_and_returns_the_message(lab: Lab) -> None:

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
-from provider_support import Lab, address, error_of, make_lab
+from tests.support.provider import Lab, address, error_of
 
 from emailkit import oauth_client
-
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from make_lab()
 
 
 def bearer(token: dict) -> dict[str, str]:

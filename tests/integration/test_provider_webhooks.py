@@ -8,16 +8,15 @@ from typing import Any
 
 import httpx
 import pytest
-from provider_support import Lab, address, error_of, make_lab, picky_provider
+from tests.support.provider import Lab, address, error_of, picky_provider
 
 from emailkit.message import compose
 from emailkit.provider import Provider, WebhookReceiver, verify_signature
 from emailkit.provider.webhooks import SIGNATURE_HEADER, sign
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from make_lab(webhook_wait_initial=0.05, webhook_attempts=4, poll_interval=0.1)
+# The provider options of this module's `lab` (tests/integration/conftest.py).
+LAB_OPTIONS = {"webhook_wait_initial": 0.05, "webhook_attempts": 4, "poll_interval": 0.1}
 
 
 @pytest.fixture()

@@ -16,7 +16,7 @@ import pytest
 
 from emailkit.mailboxes import Mailbox
 from emailkit.sandbox import Sandbox
-from sandbox_support import wire
+from tests.support.sandbox import wire
 
 ID = re.compile(r"^[0-9A-Za-z]{22}$")
 

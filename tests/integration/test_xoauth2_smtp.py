@@ -19,7 +19,7 @@ from emailkit.message import compose
 from emailkit.sandbox import Sandbox
 from emailkit.smtp import SendResult, send
 from emailkit.wiretap import Transcript
-from oauth_support import Provider, post_form
+from tests.support.oauth import Provider, post_form
 
 ANA = "ana@example.com"
 

@@ -1,4 +1,10 @@
-"""Test support shared by every test folder: which mailbox backends exist, and how to ask for one."""
+"""Test support shared by every test folder: which mailbox backends exist, and how to ask for one.
+
+Helpers several test modules share live beside it, imported by path (``from tests.support.provider import
+Lab``): `provider` (a sandbox + provider lab, its `Lab` and `make_lab`), `oauth` (an OAuth provider on a
+shared server), `sandbox` (reading the sandbox's SMTP wire) and `imap` (IMAP backends). Fixtures built on
+them are in the conftest.py files.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""The test suite as a package, so shared helpers are imported by path: `from tests.support.provider import ...`."""
