@@ -413,3 +413,41 @@ def test_emailkit_workshop_prints_the_room_once_and_ctrl_c_stops_it(tmp_path: Pa
         if written.is_file():
             assert password not in written.read_text(errors="replace"), f"the password is in {written}"
     assert password not in err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_emailkit_workshop_with_a_shared_mailpit_says_whose_mail_is_where(tmp_path: Path) -> None:
+    """`emailkit workshop --mailpit-url ... --mailpit-smtp ...`: the room starts on that Mailpit, says
+    so on the trainer's terminal (and that its web UI shows everybody's mail), and hands it to the
+    participants in the room's settings."""
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    _need_the_hub()
+    need_mailpit()
+    with MailpitProcess(find_mailpit(), max_messages=0, chaos=False) as shared:
+        env = {k: v for k, v in os.environ.items() if k not in ("MAILPIT_URL", "MAILPIT_SMTP")}
+        command = [sys.executable, "-m", "emailkit", "workshop", "--participants", "1", "--port", "0",
+                   "--room", str(tmp_path / "room"), "--mailpit-url", shared.api_url,
+                   "--mailpit-smtp", f"127.0.0.1:{shared.smtp_port}"]
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            lines: list[str] = []
+            while not any("Ctrl-C" in line for line in lines):
+                line = proc.stdout.readline()
+                assert line, f"the command ended early: {proc.stderr.read()[-2000:]}"
+                lines.append(line)
+            printed = "".join(lines)
+            assert re.search(rf"mail: one shared Mailpit at {re.escape(shared.api_url)}, each participant their "
+                             r"own share of it \(its own web UI shows everybody's mail", printed), printed
+            settings = json.loads((tmp_path / "room" / "hub" / "room.json").read_text())
+            assert settings["mailbox"] == "external" and settings["mailpit_url"] == shared.api_url
+            assert settings["mailpit_smtp"] == f"127.0.0.1:{shared.smtp_port}"
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+        assert shared.proc is not None and shared.proc.poll() is None   # the room leaves the shared Mailpit running
