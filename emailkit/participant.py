@@ -511,6 +511,7 @@ _STARTTLS_REFUSED: Final = (b"454 4.7.0 STARTTLS is not available through this p
                             b"each message for the shared Mailpit and cannot do that in an encrypted session "
                             b"(the workshop keeps STARTTLS off)\r\n")
 _HIDDEN_KEYWORDS: Final = {b"STARTTLS", b"CHUNKING"}
+_COMMAND_LINE_MAX: Final = 4096
 
 
 class SMTPFront:
@@ -625,6 +626,12 @@ class _Relay:
                     continue
                 end = buffer.find(b"\n")
                 if end < 0:
+                    if len(buffer) > _COMMAND_LINE_MAX:  # RFC 5321 allows 512 octets; nothing is stored
+                        self.cw.write(b"500 5.5.2 command line too long (over %d bytes): closing\r\n"
+                                      % _COMMAND_LINE_MAX)
+                        await self.cw.drain()
+                        self.uw.close()
+                        return
                     break
                 line, buffer = buffer[: end + 1], buffer[end + 1 :]
                 words = line.split(None, 1)

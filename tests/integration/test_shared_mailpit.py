@@ -208,6 +208,12 @@ def test_the_front_keeps_mailpits_conversation_tags_the_content_and_refuses_star
         assert b"STARTTLS" not in front[1] and front[1].splitlines()[0] == direct[1].splitlines()[0]
         assert front[2].startswith(b"454 4.7.0 STARTTLS is not available")
         assert front[3].startswith(b"221")
+        with socket.create_connection((box.smtp_host, box.smtp_port), timeout=10) as sock:  # no end of line
+            stream = sock.makefile("rb")
+            assert stream.readline().startswith(b"220")
+            sock.sendall(b"NOOP " + b"x" * 5000)
+            assert stream.readline().startswith(b"500 5.5.2 command line too long")
+            assert stream.readline() == b""                                 # and the connection is closed
         body = (b"From: ann@example.com\r\nTo: bob@example.com\r\nSubject: stuffed\r\nX-Tags: own\r\n\r\n"
                 b"..starts with a dot\r\n.\r\n")
         replies = conversation(box.smtp_host, box.smtp_port, [
