@@ -127,7 +127,7 @@ class ScopedMailpit:
         self.timeout = timeout
         self.counters = _Counters()
         self._client: httpx.AsyncClient | None = None
-        self._tags: tuple[float, list[str]] | None = None
+        self._tags: tuple[float, dict[str, int]] | None = None
         # IDs this scope has already been shown by Mailpit's search: opening a listed message then costs
         # one request, not three (a message leaves a scope only when deleted, or untagged from outside)
         self._known: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -184,19 +184,25 @@ class ScopedMailpit:
     async def ids(self) -> set[str]:
         return {str(m["ID"]) for m in await self.summaries()}
 
-    async def tags(self) -> list[str]:
-        """The tags on the scope's messages, the scope's own left out (sorted as Mailpit sorts them)."""
+    async def tag_counts(self) -> dict[str, int]:
+        """Each tag on the scope's messages (the scope's own left out) → how many carry it, sorted by name."""
         now = time.monotonic()
         if self._tags is not None and now - self._tags[0] < _TAGS_TTL:
             return self._tags[1]
-        seen: dict[str, str] = {}
+        names: dict[str, str] = {}
+        counts: collections.Counter[str] = collections.Counter()
         for summary in await self.summaries():
             for tag in summary.get("Tags") or []:
                 if tag.lower() != self.tag:
-                    seen.setdefault(tag.lower(), tag)
-        tags = sorted(seen.values(), key=str.lower)
-        self._tags = (now, tags)
-        return tags
+                    names.setdefault(tag.lower(), tag)
+                    counts[tag.lower()] += 1
+        result = {names[key]: counts[key] for key in sorted(names)}
+        self._tags = (now, result)
+        return result
+
+    async def tags(self) -> list[str]:
+        """The tags on the scope's messages, the scope's own left out (sorted as Mailpit sorts them)."""
+        return list(await self.tag_counts())
 
     async def contains(self, message_id: str) -> bool:
         """Whether `message_id` is in the scope, with no side effect on the message (never marks it read).
@@ -427,11 +433,7 @@ def gateway_app(scope: ScopedMailpit) -> Starlette:
             return _relay(answer)
         data = dict(answer.json())
         data["Messages"], data["Unread"] = await scope.counts()
-        counted = {}
-        for name in await scope.tags():
-            counted[name] = int((await scope._search(f"{scope.term} tag:{name}", limit=1)).get("messages_count", 0)) \
-                if _TAG.match(name.lower()) else 0
-        data["Tags"] = counted
+        data["Tags"] = dict(await scope.tag_counts())
         stats = dict(data.get("RuntimeStats") or {})
         c = scope.counters
         stats.update(MessagesDeleted=c.deleted, SMTPAccepted=c.accepted, SMTPAcceptedSize=c.accepted_size,

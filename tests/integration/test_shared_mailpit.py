@@ -120,7 +120,7 @@ def test_each_participant_reads_only_their_own_mail_over_rest_pop3_imap_and_the_
             session.send_message(_message("p1 smtp two", to="carol@example.com"))
         sent = httpx.post(f"{a.api_url}/api/v1/send", timeout=10, json={
             "From": {"Email": "ann@example.com"}, "To": [{"Email": "bob@example.com"}], "Subject": "p1 api",
-            "Text": "through the gateway", "Tags": ["mine"]})
+            "Text": "through the gateway", "Tags": ["mine", "Try it"]})
         assert sent.status_code == 200, sent.text
         grant = one.provider.create_grant("ann@example.com")
         answer = httpx.post(f"{one.provider.url}/v3/grants/{grant.id}/messages/send", timeout=20,
@@ -145,8 +145,8 @@ def test_each_participant_reads_only_their_own_mail_over_rest_pop3_imap_and_the_
             page = client.messages(limit=50)
             assert sorted(m.subject for m in page.messages) == mine
             assert page.total == 4 and page.messages_count == 4 and page.unread == 4
-            assert all("p1" not in m.tags for m in page.messages) and page.tags == ["mine"]
-            assert client.info()["Messages"] == 4 and client.info()["Tags"] == {"mine": 1}
+            assert all("p1" not in m.tags for m in page.messages) and page.tags == ["mine", "Try it"]
+            assert client.info()["Messages"] == 4 and client.info()["Tags"] == {"mine": 1, "Try it": 1}
             assert client.search("subject:smtp").total == 4 and len(client.search("subject:smtp").messages) == 2
             assert client.message("latest").subject in mine           # (that one is read now)
             unread = client.messages().unread
