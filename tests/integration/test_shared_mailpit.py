@@ -223,6 +223,8 @@ def test_the_front_keeps_mailpits_conversation_tags_the_content_and_refuses_star
         queued = replies[5].split()[-1].decode()
         with Mailpit(box.api_url) as client:
             raw = client.raw(queued)
+        with Mailpit(url) as whole:  # Mailpit and the sandbox alike read the first X-Tags header: the front's
+            assert [m.tags for m in whole.messages().messages if m.id == queued] == [["p1"]]
         # one header line added before the content, which reached the server as sent (dot-unstuffed there)
         assert raw.endswith(b"X-Tags: p1\r\n" + body[:-3].replace(b"\r\n..", b"\r\n.")) or \
             raw.split(b"X-Tags: p1\r\n", 1)[1] == body[:-3].replace(b"\r\n..", b"\r\n."), raw
@@ -351,3 +353,21 @@ def test_the_front_tags_every_message_of_a_session_even_when_the_content_arrives
         assert sorted(_subjects(box.api_url)) == ["drip 0", "drip 1"]
     finally:
         box.close()
+
+
+def test_mail_addressed_to_a_participants_tag_reaches_their_scope_as_docs_workshop_says(
+        shared: tuple[str, int]) -> None:
+    """The documented limit: a plus-address naming another participant's tag puts the message in their
+    scope too (as mail sent to them would), and in the sender's."""
+    url, _ = shared
+    one, _ = open_mailbox("external", url=url, participant="p1")
+    two, _ = open_mailbox("external", url=url, participant="p2")
+    try:
+        with smtplib.SMTP(one.smtp_host, one.smtp_port, timeout=10) as session:
+            session.send_message(_message("to p2's tag", to="bob+p2@example.com"))
+            session.send_message(_message("to bob"))
+        _wait(one.api_url, 2)
+        assert _subjects(two.api_url) == ["to p2's tag"]
+    finally:
+        one.close()
+        two.close()
