@@ -170,7 +170,9 @@ class Lab:
     def summary(self) -> str:
         """One line: which mailbox is in use, its version, and where its web UI is."""
         box = self.stack.mailbox
-        web = f"web UI {box.web_ui}" if box.web_ui else "no web UI (real Mailpit has one: 'make mailpit')"
+        web = f"web UI {box.web_ui}" if box.web_ui else (
+            "no web UI for one participant (the shared Mailpit's shows everybody's mail)" if box.participant
+            else "no web UI (real Mailpit has one: 'make mailpit')")
         return f"Mailbox: {box.label} · version {box.version} · SMTP {box.smtp_host}:{box.smtp_port} · {web}"
 
     def describe(self) -> pd.DataFrame:

@@ -113,6 +113,15 @@ def test_each_participant_reads_only_their_own_mail_over_rest_pop3_imap_and_the_
         a, b = one.mailbox, two.mailbox
         assert a.participant == "p1" and a.web_ui is None and a.label.endswith("participant p1 (their own mail only)")
         assert a.api_url != url and a.smtp_port != b.smtp_port
+        from emailkit.lab import Lab
+
+        lab = Lab(one)   # what notebook 00's first cell prints
+        try:
+            assert "participant p1 (their own mail only)" in lab.summary()
+            assert "no web UI for one participant (the shared Mailpit's shows everybody's mail)" in lab.summary()
+            assert "everybody's mail" in lab.describe().loc["web UI", "value"]
+        finally:
+            lab.mailpit.close()
 
         # p1 sends: two messages over one SMTP session, one through the gateway's send API, one via its provider
         with smtplib.SMTP(a.smtp_host, a.smtp_port, timeout=10) as session:
