@@ -93,7 +93,10 @@ def _http_responses(lines: list[Line]) -> list[HttpResponse]:
     it: by Content-Length, by chunks, or (neither) up to the next status line.
     """
     found: list[HttpResponse] = []
-    status, headers, pieces, chunk = "", [], [], []  # type: ignore[var-annotated]
+    status = ""
+    headers: list[tuple[str, str]] = []
+    pieces: list[str] = []  # a chunked body's chunks
+    chunk: list[str] = []  # the lines of the body (or chunk) being read
     state, remaining = "start", 0
 
     def finish() -> None:
