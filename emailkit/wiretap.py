@@ -540,15 +540,15 @@ class Wiretap:
         with self._changed:
             last = self._changed.wait_for(closed_last, timeout)
         if last is None:
-            hint = ""
+            hint = "the client or the server keeps it open (ask for `Connection: close`, or close the client)"
             try:
                 asyncio.get_running_loop()
-                hint = ("; a client on this thread's event loop closes its socket only when the loop runs: "
-                        "use `await tap.wait_closed_async()`")
+                hint += ("; an asyncio client on this thread's loop closes its socket only when the loop runs: "
+                         "`await tap.wait_closed_async()`")
             except RuntimeError:
                 pass
             raise TimeoutError(f"no closed connection through this wiretap within {timeout} s "
-                               f"({len(self.transcripts)} recorded, the last still open){hint}")
+                               f"({len(self.transcripts)} recorded, the last still open: {hint})")
         return last
 
     async def wait_closed_async(self, timeout: float = 5.0) -> Transcript:
