@@ -9,7 +9,7 @@ see docs/imap.md for the commands, the limits and how it compares with Dovecot.
 from __future__ import annotations
 
 from emailkit.imap.mailbox import INBOX, SENT, MailpitMailbox, sent_rule
-from emailkit.imap.server import (
+from emailkit.imap.imap_server import (
     AUTOLOGOUT,
     BAD_COMMAND_LIMIT,
     COMMAND_LIMIT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -40,3 +41,53 @@ def test_emailkit_help_loads_no_subcommand() -> None:
 def test_the_package_root_still_offers_its_names_on_use() -> None:
     loaded = _modules_loaded_by("import emailkit\nassert emailkit.SMTPSendError and emailkit.lab.connect")
     assert {"emailkit.errors", "emailkit.lab"} <= loaded
+
+
+def _layout() -> list[str]:
+    """The lines of the code block under "## 2. Layout" in docs/architecture.md."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("## 2. Layout", 1)[1].split("\n## ", 1)[0]
+    return section.split("```", 2)[1].splitlines()
+
+
+def _block(lines: list[str], head: str) -> str:
+    """The entry starting with `head` (at its indent) and its continuation lines, as one text."""
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(head + " ") or line.strip() == head:
+            indent = len(line) - len(line.lstrip())
+            block = [line]
+            for more in lines[i + 1:]:
+                if more.strip() and len(more) - len(more.lstrip()) <= indent + 2 and not more[indent + 2:indent + 3].isspace():
+                    break
+                block.append(more)
+            return "\n".join(block)
+    raise AssertionError(f"docs/architecture.md's layout has no entry for {head}")
+
+
+def _modules(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.py") if p.stem not in ("__init__", "__main__"))
+
+
+def test_the_layout_is_the_true_map_of_the_package() -> None:
+    """Every module and subpackage is named in the layout (a subpackage's modules in its entry), and
+    every `name.py` the layout names exists: the map cannot drift from the house."""
+    lines = _layout()
+    package = ROOT / "emailkit"
+    for module in _modules(package):
+        _block(lines, f"{module}.py")
+    for sub in sorted(p for p in package.iterdir() if (p / "__init__.py").is_file()):
+        entry = _block(lines, f"{sub.name}/")
+        words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", entry))
+        nested = [f"{inner.name}/{m}" for inner in sub.iterdir() if (inner / "__init__.py").is_file()
+                  for m in _modules(inner)]
+        missing = [m for m in _modules(sub) if m not in words] + [n for n in nested if n.split("/")[1] not in words]
+        assert not missing, f"emailkit/{sub.name}/ entry in docs/architecture.md does not name {missing}"
+    named = {line.split()[0] for line in lines if line.startswith("  ") and line.split() and line.split()[0].endswith(".py")}
+    assert not [n for n in named if not (package / n).is_file()], "docs/architecture.md names modules that do not exist"
+
+
+def test_the_layout_names_every_top_level_folder() -> None:
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    folders = {path.split("/", 1)[0] for path in tracked.splitlines() if "/" in path and not path.startswith(".")}
+    entries = {line.split()[0].rstrip("/") for line in _layout() if line and not line[0].isspace()}
+    assert not sorted(folders - entries), f"docs/architecture.md's layout lacks {sorted(folders - entries)}"
