@@ -413,7 +413,9 @@ class Folder(MailboxDataInterface[MailpitMessage]):
             yield message
 
     async def snapshot(self) -> MailboxSnapshot:
-        await self._mailbox.sync()
+        # SELECT, EXAMINE and STATUS list afresh: mail stored before the command must be in its counts
+        # (the shared listing may be up to SYNC_INTERVAL old, fine between commands, not at SELECT)
+        await self._mailbox.sync(max_age=0)
         exists = recent = unseen = 0
         first_unseen: int | None = None
         for message in self._messages.values():

@@ -541,3 +541,19 @@ def test_random_command_lines_never_crash_the_server(backend: Backend) -> None:
         assert client.select("INBOX")[0] == "OK"
         assert uids(client, "ALL") == [1]
         client.logout()
+
+
+def test_select_counts_mail_stored_just_before_it_even_when_the_shared_listing_is_fresh(
+        mailbox: Backend, server: IMAPServer) -> None:
+    # The listing shared by all sessions is reused between commands; stretch its age so the test does
+    # not depend on timing: a SELECT must still list afresh and count the message stored before it.
+    server.mailbox.sync_interval = 30.0
+    with IMAPClient(server.host, port=server.port, ssl=False, timeout=10) as first:
+        first.login(USER, PASSWORD)
+        assert first.select_folder("INBOX")[b"EXISTS"] == 0      # the shared listing is now fresh and empty
+        mailbox.send(subject="just stored")
+        mailbox.wait_count(1)
+        with IMAPClient(server.host, port=server.port, ssl=False, timeout=10) as second:
+            second.login(USER, PASSWORD)
+            assert second.select_folder("INBOX")[b"EXISTS"] == 1
+            assert second.search(["SUBJECT", "just stored"])
