@@ -243,8 +243,10 @@ def test_negative_retry_after_means_now() -> None:
     assert parse_retry_after("-5") == 0.0
 
 
+# The HTTP-date is computed at collection, so its id is fixed: pytest-xdist's workers must collect the same ids.
 @pytest.mark.parametrize("value", ["2", "-5", "junk", "", None, "nan", "3600",
-                                   format_datetime(datetime.now(timezone.utc) - timedelta(hours=1), usegmt=True)])
+                                   pytest.param(format_datetime(datetime.now(timezone.utc) - timedelta(hours=1),
+                                                                usegmt=True), id="an-hour-ago-as-HTTP-date")])
 def test_webhook_deliveries_read_retry_after_with_the_same_parser(value: str | None) -> None:
     from emailkit.provider.webhooks import _retry_after
 
