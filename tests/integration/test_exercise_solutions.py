@@ -13,6 +13,8 @@ import pytest
 
 from tests.support import BACKENDS, need_mailpit
 
+pytestmark = pytest.mark.slow  # each runs a notebook's cells in a kernel: seconds apiece (make test runs them)
+
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = sorted((ROOT / "exercises" / "solutions").glob("[0-9][0-9]_*.py"))
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -182,6 +182,7 @@ def test_an_idle_client_is_told_and_closed(quick_smtp: tuple[SMTPServer, Store])
     assert 0.9 <= after < 2.0
 
 
+@pytest.mark.slow
 def test_a_busy_session_ends_at_its_budget_and_a_cut_data_stores_nothing(
     quick_smtp: tuple[SMTPServer, Store]
 ) -> None:
@@ -267,6 +268,7 @@ def test_pop3_client_dripping_bytes_is_cut_at_the_line_deadline(quick_pop3: tupl
     assert 0.5 <= after < 1.5
 
 
+@pytest.mark.slow
 def test_pop3_busy_session_ends_at_its_budget_and_keeps_marked_messages(
     quick_pop3: tuple[POP3Server, Store]
 ) -> None:

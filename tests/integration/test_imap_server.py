@@ -498,6 +498,7 @@ def test_wiretap_records_imap_with_credentials_masked(mailbox: Backend, server: 
     assert PASSWORD not in str(encrypted) and f"LOGIN {USER}" not in str(encrypted)  # inside TLS now
 
 
+@pytest.mark.slow
 def test_random_command_lines_never_crash_the_server(backend: Backend) -> None:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st

@@ -106,6 +106,7 @@ def _wait(api_url: str, count: int, timeout: float = 10.0) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_each_participant_reads_only_their_own_mail_over_rest_pop3_imap_and_the_provider(
         shared: tuple[str, int]) -> None:
     url, _ = shared

@@ -83,6 +83,7 @@ def _record_many(folder: str, worker: int) -> None:
                         source=f"worker-{worker}", folder=folder)
 
 
+@pytest.mark.slow
 def test_parallel_notebooks_lose_no_record(tmp_path) -> None:
     # nbmake runs notebooks in parallel processes; each append must survive.
     ctx = multiprocessing.get_context("spawn")

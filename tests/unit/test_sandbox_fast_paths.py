@@ -39,6 +39,7 @@ def _aiosmtpd_getaddr(arg: str) -> tuple[str | None, str | None]:
     return SMTP._getaddr(server, arg)
 
 
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None)
 @given(address=_plain_ish(), tail=_noise)
 def test_the_smtp_path_fast_path_agrees_with_aiosmtpd(address: str, tail: str) -> None:
@@ -72,6 +73,7 @@ def _general_parse_address(value: str) -> tuple[str, str] | str:
 @settings(max_examples=600, deadline=None)
 @given(value=st.one_of(_plain_ish(), st.text("ab.@-_ <>\"\té", max_size=12),
                        st.builds(lambda n, d: "x" * n + "@" + d, st.integers(1, 70), _labels)))
+@pytest.mark.slow
 def test_parse_address_answers_as_the_general_checks_do(value: str) -> None:
     try:
         got: tuple[str, str] | str = message.parse_address(value, "to[0]")
@@ -83,6 +85,7 @@ def test_parse_address_answers_as_the_general_checks_do(value: str) -> None:
 @settings(max_examples=600, deadline=None)
 @given(value=st.lists(st.one_of(_plain_ish(), st.sampled_from([" ", "\t", "Name <a@b.c>", '"q"@x', "(c)"])),
                       min_size=1, max_size=4).map(", ".join))
+@pytest.mark.slow
 def test_address_list_answers_as_getaddresses_does(value: str) -> None:
     want = [{"Name": summary._decode_words(n), "Address": a} for n, a in getaddresses([value]) if n or a]
     assert summary.address_list(value) == want
