@@ -44,15 +44,15 @@ import asyncio
 import hmac
 import logging
 import re
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import Final, Protocol
 
 from emailkit.background import BackgroundLoop
 from emailkit.errors import InvalidInput
 from emailkit.limits import LINE_SECONDS, POP3_IDLE_SECONDS, POP3_SESSION_SECONDS
-from emailkit.sandbox.store import Store
 
 __all__ = [
+    "Maildrop",
     "IDLE_TIMEOUT",
     "LINE_LIMIT",
     "LINE_TIMEOUT",
@@ -373,12 +373,29 @@ class _Session:
 # --------------------------------------------------------------------------- the server
 
 
+class Maildrop(Protocol):
+    """What POP3 reads and deletes: the sandbox's `Store`, or a participant's share of a shared
+    Mailpit read over REST (`emailkit.participant.ScopedMaildrop`)."""
+
+    def maildrop(self, limit: int = 100) -> list[tuple[str, int]]:
+        """``(ID, Size)`` of the newest `limit` messages, newest first."""
+        ...
+
+    def raw(self, message_id: str) -> bytes | None:
+        """The stored bytes, or None when the message is gone. Does not mark it read."""
+        ...
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete `ids`; returns how many."""
+        ...
+
+
 class POP3Server:
-    """POP3 over the sandbox store on its own asyncio thread. `start()` returns once it listens."""
+    """POP3 over a `Maildrop` (the sandbox store) on its own asyncio thread. `start()` returns once it listens."""
 
     def __init__(
         self,
-        store: Store,
+        store: Maildrop,
         *,
         credentials: Mapping[str, str],
         host: str = "127.0.0.1",

@@ -381,3 +381,20 @@ def test_mail_addressed_to_a_participants_tag_reaches_their_scope_as_docs_worksh
     finally:
         one.close()
         two.close()
+
+
+def test_bad_json_to_the_gateway_is_a_400_and_nothing_is_sent_or_deleted(shared: tuple[str, int]) -> None:
+    url, _ = shared
+    box, _ = open_mailbox("external", url=url, participant="p1")
+    try:
+        good = {"From": {"Email": "ann@example.com"}, "To": [{"Email": "bob@example.com"}], "Subject": "kept"}
+        assert httpx.post(f"{box.api_url}/api/v1/send", json=good, timeout=10).status_code == 200
+        deep = b'{"From": {"Email": "ann@example.com"}, "Subject": "deep", "X": ' + b"[" * 200 + b"]" * 200 + b"}"
+        for body in (b"{not json", b'{"Subject": "twice"} {"Subject": "again"}', deep, b'"just a string"'):
+            answer = httpx.post(f"{box.api_url}/api/v1/send", content=body, timeout=10)
+            assert answer.status_code == 400 and "invalid JSON" in answer.text, (body[:40], answer.text)
+            refused = httpx.request("DELETE", f"{box.api_url}/api/v1/messages", content=body, timeout=10)
+            assert refused.status_code == 400, (body[:40], refused.text)
+        assert _subjects(box.api_url) == ["kept"]  # neither stored nor deleted by the refused requests
+    finally:
+        box.close()
