@@ -229,6 +229,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error in %s %s", request.method, request.url.path)
+        # Not logged here: Starlette re-raises after this answer, and the server logs it once with the
+        # request id (emailkit.serving.NeverDrop; hypercorn and uvicorn log it themselves).
         return ProviderError(500, "internal_error", "the provider failed unexpectedly; the server log has details",
                              ).response(request_id_of(request))

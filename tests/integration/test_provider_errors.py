@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -162,3 +163,24 @@ def test_cli_refuses_a_bad_address() -> None:
     proc = subprocess.run([sys.executable, "-m", "emailkit.provider.cli", "--smtp", "nowhere"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--smtp" in proc.stderr and "HOST:PORT" in proc.stderr
+
+
+def test_an_unexpected_error_is_one_500_and_one_log_line_with_its_request_id(
+        lab: Lab, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # A bug cannot be caused for real on purpose: the service method the route calls is made to raise.
+    def broken(**_: object) -> None:
+        raise RuntimeError("a bug nobody foresaw")
+
+    assert lab.provider.service is not None
+    monkeypatch.setattr(lab.provider.service, "list_grants", broken)
+    with caplog.at_level(logging.ERROR):
+        answer = lab.http.get("/v3/grants")
+        deadline = time.monotonic() + 5
+        while not [r for r in caplog.records if r.levelno >= logging.ERROR] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # a second log line, if any, would come right after the first
+    assert answer.status_code == 500 and error_of(answer)["type"] == "internal_error"
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert answer.headers["request-id"] in errors[0].getMessage()
+    assert "a bug nobody foresaw" in str(errors[0].exc_info[1] if errors[0].exc_info else "")
