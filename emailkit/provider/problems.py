@@ -22,7 +22,6 @@ so a client parses one shape. Types follow Nylas v3's bare names (see docs/provi
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -44,7 +43,6 @@ __all__ = [
     "request_id_of",
 ]
 
-log = logging.getLogger(__name__)
 
 #: What a 404 for an unknown path names, so a client reaching for a Nylas resource this provider
 #: does not have (calendars, drafts, folders, …) learns what it can use instead.
