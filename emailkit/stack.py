@@ -236,6 +236,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="offer STARTTLS with a certificate from a lab CA written to .emailkit/lab-ca/ca.pem")
     parser.add_argument("--provider", default="127.0.0.1:8090", metavar="HOST:PORT",
                         help="where the provider's REST API listens (default 127.0.0.1:8090)")
+    parser.add_argument("--pop3-login-file", default=".emailkit/pop3-login", metavar="FILE",
+                        help="where the POP3 login (user:password) is written, mode 0600 (default .emailkit/pop3-login)")
     parser.add_argument("--api-key", default=os.environ.get("EMAILKIT_PROVIDER_API_KEY"),
                         help="the provider's API key (default: $EMAILKIT_PROVIDER_API_KEY, else a random one)")
     parser.add_argument("--api-key-file", default=".emailkit/provider-api-key", metavar="FILE",
@@ -244,7 +246,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Start the mailbox and the provider, print where they listen, serve until Ctrl-C or SIGTERM."""
-    from .provider.cli import announce_api_key, api_key_from_file, oauth_hint
+    from .provider.cli import announce_api_key, api_key_from_file, oauth_hint, write_secret
     from .serving import parse_hostport, wait_for_signal
 
     try:
@@ -282,7 +284,9 @@ def run(args: argparse.Namespace) -> int:
         if box.web_ui:
             print(f"Web UI    {box.web_ui}")
         if box.pop3 is not None:
-            print(f"POP3      {box.pop3.host}:{box.pop3.port}  (login in the lab: see lab.pop3)")
+            login_file = Path(args.pop3_login_file)
+            write_secret(login_file, f"{box.pop3.user}:{box.pop3.password}")
+            print(f"POP3      {box.pop3.host}:{box.pop3.port}  (its login, user:password, is in {login_file}, mode 0600)")
         if ca is not None and ca.file is not None:
             print(f"Lab CA    {ca.file}")
             print("          for clients: " + " ".join(f"{k}={v}" for k, v in ca.client_env().items()))

@@ -95,7 +95,8 @@ def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
     remove_uri.add_argument("uri")
 
 
-def _write_secret(path: Path, secret: str) -> None:
+def write_secret(path: Path, secret: str) -> None:
+    """`secret` and a newline into `path`, created (or truncated) with mode 0600: keys and logins go to files, not to output."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
@@ -124,7 +125,7 @@ def run_clients(args: argparse.Namespace) -> int:
             print(f"client_id {client.client_id}  ({'confidential' if secret else 'public: PKCE, no secret'})")
             if secret is not None:
                 path = Path(args.secret_file or f".emailkit/oauth-client-{client.client_id}.secret")
-                _write_secret(path, secret)
+                write_secret(path, secret)
                 print(f"secret    in {path} (readable by you only)")
         elif command == "list":
             app_id = oauth.application().client_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import poplib
 import re
 import signal
 import subprocess
@@ -42,7 +43,8 @@ def test_up_serves_a_mailbox_and_the_provider_wired_together(tmp_path: Path, bac
         need_mailpit()
     key_file = tmp_path / "key"
     proc, seen = _start("up", "--backend", backend, "--smtp", "127.0.0.1:0", "--listen", "127.0.0.1:0",
-                        "--pop3", "127.0.0.1:0", "--provider", "127.0.0.1:0", "--api-key-file", str(key_file))
+                        "--pop3", "127.0.0.1:0", "--provider", "127.0.0.1:0", "--api-key-file", str(key_file),
+                        "--pop3-login-file", str(tmp_path / "pop3-login"))
     try:
         assert seen["Mailbox"].startswith("real Mailpit" if backend == "mailpit" else "embedded sandbox")
         if backend == "mailpit":  # its web inbox, served where the REST API is
@@ -66,12 +68,23 @@ def test_up_serves_a_mailbox_and_the_provider_wired_together(tmp_path: Path, bac
         assert sent.status_code == 200, sent.text
         assert httpx.get(f"{mailpit}/api/v1/search", params={"query": "subject:api"}).json()["messages_count"] == 1
         assert httpx.get(f"{provider}/v3/grants/{grant_id}/messages", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        # POP3 from outside Python: the login is in a 0600 file, never in the output.
+        pop3_host, pop3_port = seen["POP3"].split()[0].rsplit(":", 1)
+        user, password = (tmp_path / "pop3-login").read_text().strip().split(":", 1)
+        pop = poplib.POP3(pop3_host, int(pop3_port), timeout=10)
+        try:
+            pop.user(user)
+            pop.pass_(password)
+            assert pop.stat()[0] == 2  # the message sent over SMTP and the one sent through the API
+        finally:
+            pop.quit()
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0 and "stopped" in out
     assert key not in out and key not in "".join(seen.values())  # never printed: kept in a 0600 file
     assert key_file.stat().st_mode & 0o077 == 0
+    assert password not in out and (tmp_path / "pop3-login").stat().st_mode & 0o077 == 0
 
 
 def test_up_refuses_a_bad_address_with_exit_code_2() -> None:
