@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import re
-import socket
 from typing import Any
 
-import httpx
-from aiosmtpd.controller import Controller
-
 from emailkit.mailpit import Mailpit
-from emailkit.provider import Provider
 from emailkit.sandbox import Sandbox
 from emailkit.sandbox.smtp_server import save_to_database
+from tests.support.provider import provider_relaying_to
 
 
 class Anonymous:
@@ -36,22 +32,12 @@ class Anonymous:
 
 
 def test_the_sent_message_is_found_by_its_exact_message_id() -> None:
-    with Sandbox() as box:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        controller = Controller(Anonymous(box), hostname="127.0.0.1", port=port)
-        controller.start()
-        try:
-            with Provider(box.api_url, "127.0.0.1", port) as provider, Mailpit(box.api_url) as mailpit:
-                grant = provider.create_grant("ann@example.com")
-                r = httpx.post(f"{provider.url}/v3/grants/{grant.id}/messages/send", timeout=20,
-                               headers={"Authorization": f"Bearer {provider.api_key}"},
-                               json={"to": [{"email": "bob@example.com"}], "subject": "real", "body": "x"})
-                assert r.status_code == 200, r.text
-                data = r.json()["data"]
-                assert mailpit.search("subject:decoy").messages_count == 1  # the look-alike is there
-                stored = mailpit.message(data["id"])
-                assert stored.subject == "real" and f"<{stored.message_id}>" == data["message_id"]
-        finally:
-            controller.stop()
+    with provider_relaying_to(Anonymous) as (box, provider, http), Mailpit(box.api_url) as mailpit:
+        grant = provider.create_grant("ann@example.com")
+        r = http.post(f"/v3/grants/{grant.id}/messages/send",
+                      json={"to": [{"email": "bob@example.com"}], "subject": "real", "body": "x"})
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        assert mailpit.search("subject:decoy").messages_count == 1  # the look-alike is there
+        stored = mailpit.message(data["id"])
+        assert stored.subject == "real" and f"<{stored.message_id}>" == data["message_id"]

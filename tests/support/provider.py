@@ -123,18 +123,26 @@ class Picky:
 
 
 @contextmanager
-def picky_provider() -> Iterator[tuple[Provider, httpx.Client]]:
-    """A provider relaying to a `Picky` SMTP server (mail it accepts lands in a sandbox)."""
+def provider_relaying_to(make_handler: Any, **provider_options: Any) -> Iterator[tuple[Sandbox, Provider, httpx.Client]]:
+    """A provider whose SMTP hop goes to a real aiosmtpd server running `make_handler(box)` (mail the
+    handler stores lands in the sandbox `box`): for SMTP servers that answer as the sandbox does not."""
     with Sandbox() as box:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        controller = Controller(Picky(box), hostname="127.0.0.1", port=port)
+        controller = Controller(make_handler(box), hostname="127.0.0.1", port=port)
         controller.start()
         try:
-            with Provider(box.api_url, "127.0.0.1", port, webhook_wait_initial=0.05) as provider, \
+            with Provider(box.api_url, "127.0.0.1", port, **provider_options) as provider, \
                     httpx.Client(base_url=provider.url, headers={"Authorization": f"Bearer {provider.api_key}"},
-                                 timeout=15) as http:
-                yield provider, http
+                                 timeout=20) as http:
+                yield box, provider, http
         finally:
             controller.stop()
+
+
+@contextmanager
+def picky_provider() -> Iterator[tuple[Provider, httpx.Client]]:
+    """A provider relaying to a `Picky` SMTP server (mail it accepts lands in a sandbox)."""
+    with provider_relaying_to(Picky, webhook_wait_initial=0.05) as (_, provider, http):
+        yield provider, http
