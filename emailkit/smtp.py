@@ -14,7 +14,6 @@ Every send returns the server's final reply, including the `queued as <ID>` that
 
 from __future__ import annotations
 
-import asyncio
 import re
 import ssl
 from dataclasses import dataclass, field
@@ -200,7 +199,7 @@ class Connection:
             # Let the proxy see the server's goodbye before it stops (at most half a second).
             if self._tap.last is not None:
                 try:
-                    await asyncio.to_thread(self._tap.wait_closed, 0.5)
+                    await self._tap.wait_closed_async(0.5)
                 except TimeoutError:
                     pass
             self._close_tap()
