@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 import uuid
 from collections.abc import Mapping
 from email.message import EmailMessage

@@ -33,7 +33,7 @@ from imapclient.response_parser import parse_fetch_response
 
 from emailkit.imap import IMAPServer
 from emailkit.mailpit import Mailpit
-from tests.support.imap import ANA, BO, PASSWORD, USER, Backend, free_port, start_sandbox
+from tests.support.imap import ANA, BO, PASSWORD, USER, free_port, start_sandbox
 
 pytestmark = pytest.mark.slow  # seconds to minutes: left out of `make test-fast`
 

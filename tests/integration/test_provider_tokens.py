@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import httpx
-import pytest
-from tests.support.provider import Lab, address, error_of
 
 from emailkit import oauth_client
+from tests.support.provider import Lab, address, error_of
 
 
 def bearer(token: dict) -> dict[str, str]:
